@@ -1,0 +1,180 @@
+"""`regconform` command line: run the suites, set the machine up, clean up.
+
+Exit codes: 0 the registry behaves as its profile says, 1 a check failed, 2 usage or environment
+error (always one line on stderr, never a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from regconform.errors import SetupError
+
+SUITES = Path(__file__).resolve().parents[2] / "suites"
+EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
+
+
+def _fail(message: str) -> int:
+    print(f"regconform: error: {message}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        print(f"regconform: error: {message} (see regconform {self.prog.split()[-1]} --help)", file=sys.stderr)
+        raise SystemExit(EXIT_ERROR)
+
+
+def _add_target_options(p: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    p.add_argument("--registry-url", default=env("REGCONFORM_REGISTRY_URL"), help="existing registry to test")
+    p.add_argument("--registry-image", default=env("REGCONFORM_REGISTRY_IMAGE", "registry:2"))
+    p.add_argument("--backend", choices=["docker", "process"], default=env("REGCONFORM_BACKEND", "docker"))
+    p.add_argument("--profile", default=env("REGCONFORM_PROFILE", "distribution-2.8"))
+    p.add_argument("--namespace", default=env("REGCONFORM_NAMESPACE"))
+    p.add_argument("--report-dir", default=env("REGCONFORM_REPORT_DIR", "reports"))
+    p.add_argument("--gc-command", default=env("REGCONFORM_GC_COMMAND"))
+    p.add_argument("--restart-command", default=env("REGCONFORM_RESTART_COMMAND"))
+    p.add_argument("--username", default=env("REGCONFORM_USERNAME"))
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    p.add_argument("--ca-cert", default=env("REGCONFORM_CA_CERT"))
+    p.add_argument("--insecure", action="store_true")
+    p.add_argument("--pull", action="store_true", help="allow pulling --registry-image when absent")
+    p.add_argument("--keep", action="store_true", help="keep what the run pushed to an external registry")
+    p.add_argument("-n", dest="workers", help="pytest-xdist workers (number or 'auto')")
+    p.add_argument("-k", dest="keyword", help="only checks matching this pytest expression")
+    p.add_argument("-m", dest="markexpr", help="only checks matching this marker expression")
+
+
+def _pytest_args(ns: argparse.Namespace, report_dir: Path) -> list[str]:
+    args = ["-p", "regconform.plugin", str(SUITES), f"--rootdir={SUITES.parent}",
+            f"--junitxml={report_dir / 'junit.xml'}", f"--alluredir={report_dir / 'allure-results'}",
+            f"--report-dir={report_dir}", f"--profile={ns.profile}", f"--backend={ns.backend}",
+            f"--registry-image={ns.registry_image}", "-q", "-rfEs"]
+    for opt in ("registry_url", "namespace", "gc_command", "restart_command", "username", "ca_cert"):
+        if (value := getattr(ns, opt)) is not None:
+            args.append(f"--{opt.replace('_', '-')}={value}")
+    for flag in ("insecure", "pull", "keep"):
+        if getattr(ns, flag):
+            args.append(f"--{flag}")
+    if ns.workers:
+        args += ["-n", ns.workers]
+    if ns.keyword:
+        args += ["-k", ns.keyword]
+    if ns.markexpr:
+        args += ["-m", ns.markexpr]
+    return args
+
+
+def preflight(ns: argparse.Namespace) -> None:
+    """Everything that can be wrong before a single check runs, each a one-line SetupError."""
+    from regconform.profiles import ProfileError, load_profile
+
+    try:
+        load_profile(ns.profile)
+    except ProfileError as exc:
+        raise SetupError(str(exc)) from None
+    if ns.password_stdin:
+        os.environ["REGCONFORM_PASSWORD"] = sys.stdin.readline().rstrip("\n")
+    if ns.registry_url:
+        from regconform.preflight import check_registry
+
+        check_registry(ns.registry_url, username=ns.username, password=os.environ.get("REGCONFORM_PASSWORD"),
+                       verify=False if ns.insecure else (ns.ca_cert or True))
+    elif ns.backend == "docker":
+        from regconform.engine import docker_client
+        from regconform.imagebuild import resolve_registry_image
+
+        resolve_registry_image(docker_client(), ns.registry_image, pull=ns.pull)
+    else:
+        from regconform.imagebuild import registry_binary
+
+        if not registry_binary():
+            raise SetupError("no registry binary on PATH for --backend process: install Debian's docker-registry (./setup.sh does)")
+
+
+def cmd_run(ns: argparse.Namespace, extra: list[str]) -> int:
+    import pytest
+
+    preflight(ns)
+    report_dir = Path(ns.report_dir)
+    allure_dir = report_dir / "allure-results"
+    # Cleaned once here, not by --clean-alluredir in every xdist worker.
+    shutil.rmtree(allure_dir, ignore_errors=True)
+    code = int(pytest.main(_pytest_args(ns, report_dir) + extra))
+    if code in (0, 1):
+        return code
+    if code == 5:
+        return _fail("no check was selected (check -k / -m)")
+    return EXIT_ERROR
+
+
+def cmd_setup(ns: argparse.Namespace) -> int:
+    from regconform.engine import docker_client, ensure_engine
+    from regconform.imagebuild import ensure_registry_binary, resolve_registry_image
+
+    ensure_registry_binary()
+    if ns.no_docker:
+        print("regconform: registry binary ready (process backend)")
+        return EXIT_OK
+    ensure_engine()
+    image = resolve_registry_image(docker_client(), ns.registry_image, pull=ns.pull)
+    print(f"regconform: Docker engine reachable; registry image {image} ready")
+    return EXIT_OK
+
+
+def cmd_cleanup(ns: argparse.Namespace) -> int:
+    from regconform.targets import reap_orphans
+
+    print(f"regconform: removed {reap_orphans()} orphaned container(s)")
+    return EXIT_OK
+
+
+def cmd_profiles(ns: argparse.Namespace) -> int:
+    from regconform.profiles import known_profiles, load_profile
+
+    for name in known_profiles():
+        print(f"{name:20} {load_profile(name).description}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="regconform", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = sub.add_parser("run", help="run the conformance suites against a registry")
+    _add_target_options(run)
+    setup = sub.add_parser("setup", help="make the Docker engine and the registry image available")
+    setup.add_argument("--registry-image", default=os.environ.get("REGCONFORM_REGISTRY_IMAGE", "registry:2"))
+    setup.add_argument("--pull", action="store_true")
+    setup.add_argument("--no-docker", action="store_true", help="only the registry binary (process backend)")
+    sub.add_parser("cleanup", help="remove containers left by killed runs")
+    sub.add_parser("profiles", help="list the known profiles")
+    return parser
+
+
+COMMANDS = {"run": cmd_run, "setup": cmd_setup, "cleanup": cmd_cleanup, "profiles": cmd_profiles}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:  # everything after -- goes to pytest unchanged
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1:]
+    ns = build_parser().parse_args(argv)
+    try:
+        if ns.command == "run":
+            return cmd_run(ns, extra)
+        return COMMANDS[ns.command](ns)
+    except SetupError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return _fail("interrupted")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""Deterministic fixture images: the same bytes on every run, Docker schema2 and OCI.
+
+A fixture set holds two images that share their base layer (so garbage collection can be
+checked for shared and unique blobs), several tags, and an image index / manifest list over
+both images. Pushing goes through the one API client.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+from dataclasses import dataclass, field
+from typing import Literal
+
+from regconform import media
+from regconform.client import RegistryClient, sha256_digest
+
+Format = Literal["docker", "oci"]
+FORMATS: tuple[Format, ...] = ("docker", "oci")
+
+
+@dataclass(frozen=True)
+class Blob:
+    data: bytes
+    media_type: str
+
+    @property
+    def digest(self) -> str:
+        return sha256_digest(self.data)
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def descriptor(self, **extra: object) -> dict[str, object]:
+        return {"mediaType": self.media_type, "digest": self.digest, "size": self.size, **extra}
+
+
+@dataclass(frozen=True)
+class Image:
+    """A single-platform image: config, layers and the manifest that binds them."""
+
+    name: str
+    format: Format
+    config: Blob
+    layers: tuple[Blob, ...]
+    manifest: bytes
+    media_type: str
+    tags: tuple[str, ...] = ()
+
+    @property
+    def digest(self) -> str:
+        return sha256_digest(self.manifest)
+
+    @property
+    def blobs(self) -> tuple[Blob, ...]:
+        return (self.config, *self.layers)
+
+
+@dataclass(frozen=True)
+class Index:
+    """An OCI image index or Docker manifest list over images of the same format."""
+
+    name: str
+    format: Format
+    images: tuple[Image, ...]
+    manifest: bytes
+    media_type: str
+    tags: tuple[str, ...] = ()
+
+    @property
+    def digest(self) -> str:
+        return sha256_digest(self.manifest)
+
+
+@dataclass(frozen=True)
+class FixtureSet:
+    format: Format
+    alpha: Image
+    beta: Image
+    index: Index
+    shared_layer: Blob = field(repr=False)
+
+    @property
+    def images(self) -> tuple[Image, Image]:
+        return (self.alpha, self.beta)
+
+
+def canonical_json(doc: object) -> bytes:
+    """Stable bytes: sorted keys, no whitespace, so digests never drift between runs."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+def pseudo_random_bytes(seed: str, size: int) -> bytes:
+    """Incompressible but reproducible content (SHA-256 in counter mode)."""
+    out = bytearray()
+    counter = 0
+    while len(out) < size:
+        out += hashlib.sha256(f"{seed}:{counter}".encode()).digest()
+        counter += 1
+    return bytes(out[:size])
+
+
+def make_layer(seed: str, size: int = 4096, media_type: str = media.OCI_LAYER) -> Blob:
+    """A gzipped tar holding one file, with every timestamp fixed so the bytes are stable."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        content = pseudo_random_bytes(seed, size)
+        info = tarfile.TarInfo(name=f"regconform/{seed}.bin")
+        info.size = len(content)
+        info.mtime = 0
+        info.uid = info.gid = 0
+        info.uname = info.gname = "root"
+        info.mode = 0o644
+        tar.addfile(info, io.BytesIO(content))
+    packed = io.BytesIO()
+    with gzip.GzipFile(fileobj=packed, mode="wb", mtime=0, compresslevel=6) as gz:
+        gz.write(raw.getvalue())
+    return Blob(packed.getvalue(), media_type)
+
+
+def _diff_id(layer: Blob) -> str:
+    return sha256_digest(gzip.decompress(layer.data))
+
+
+def make_image(name: str, fmt: Format, layer_seeds: list[str], tags: tuple[str, ...] = (),
+               arch: str = "amd64") -> Image:
+    layer_type = media.OCI_LAYER if fmt == "oci" else media.DOCKER_LAYER
+    layers = tuple(make_layer(seed, media_type=layer_type) for seed in layer_seeds)
+    config_doc = {
+        "architecture": arch,
+        "os": "linux",
+        "config": {"Labels": {"org.regconform.fixture": name}},
+        "rootfs": {"type": "layers", "diff_ids": [_diff_id(layer) for layer in layers]},
+        "created": "2020-01-01T00:00:00Z",
+    }
+    config = Blob(canonical_json(config_doc), media.OCI_CONFIG if fmt == "oci" else media.DOCKER_CONFIG)
+    manifest_type = media.OCI_MANIFEST if fmt == "oci" else media.DOCKER_MANIFEST
+    manifest_doc = {
+        "schemaVersion": 2,
+        "mediaType": manifest_type,
+        "config": config.descriptor(),
+        "layers": [layer.descriptor() for layer in layers],
+    }
+    return Image(name, fmt, config, layers, canonical_json(manifest_doc), manifest_type, tags)
+
+
+def make_index(name: str, fmt: Format, images: tuple[Image, ...], tags: tuple[str, ...] = ()) -> Index:
+    index_type = media.OCI_INDEX if fmt == "oci" else media.DOCKER_MANIFEST_LIST
+    archs = ["amd64", "arm64", "riscv64", "s390x"]
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": index_type,
+        "manifests": [
+            {"mediaType": img.media_type, "digest": img.digest, "size": len(img.manifest),
+             "platform": {"architecture": archs[i % len(archs)], "os": "linux"}}
+            for i, img in enumerate(images)
+        ],
+    }
+    return Index(name, fmt, images, canonical_json(doc), index_type, tags)
+
+
+def fixture_set(fmt: Format) -> FixtureSet:
+    """alpha and beta share the `base` layer; the index spans both."""
+    alpha = make_image("alpha", fmt, ["base", f"{fmt}-alpha"], tags=("v1", "latest", "stable"))
+    beta = make_image("beta", fmt, ["base", f"{fmt}-beta"], tags=("v2",), arch="arm64")
+    index = make_index("multi", fmt, (alpha, beta), tags=("multi",))
+    return FixtureSet(fmt, alpha, beta, index, alpha.layers[0])
+
+
+class PushError(AssertionError):
+    """Pushing a fixture failed: the registry did not accept what a client must be able to push."""
+
+
+def push_image(client: RegistryClient, repo: str, image: Image, tags: tuple[str, ...] | None = None) -> None:
+    """Push blobs (skipping those already present), then the manifest under each tag (or by digest)."""
+    for blob in image.blobs:
+        if client.head_blob(repo, blob.digest).status_code == 200:
+            continue
+        resp = client.push_blob(repo, blob.data, blob.digest)
+        if resp.status_code != 201:
+            raise PushError(f"blob push of {blob.digest} to {repo} answered {resp.status_code}: {resp.text[:200]}")
+    _put_manifest(client, repo, image.manifest, image.media_type, image.tags if tags is None else tags, image.digest)
+
+
+def push_index(client: RegistryClient, repo: str, index: Index, tags: tuple[str, ...] | None = None) -> None:
+    for img in index.images:
+        push_image(client, repo, img, tags=())
+    _put_manifest(client, repo, index.manifest, index.media_type, index.tags if tags is None else tags, index.digest)
+
+
+def push_fixture_set(client: RegistryClient, repo: str, fixtures: FixtureSet) -> None:
+    push_image(client, repo, fixtures.alpha)
+    push_image(client, repo, fixtures.beta)
+    push_index(client, repo, fixtures.index)
+
+
+def _put_manifest(client: RegistryClient, repo: str, body: bytes, media_type: str,
+                  tags: tuple[str, ...], digest: str) -> None:
+    for ref in tags or (digest,):
+        resp = client.put_manifest(repo, ref, body, media_type)
+        if resp.status_code != 201:
+            raise PushError(f"manifest PUT {repo}:{ref} answered {resp.status_code}: {resp.text[:200]}")

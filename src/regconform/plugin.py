@@ -1,0 +1,428 @@
+"""The pytest plugin: options, fixtures, markers and the per-check behaviour record, in one module.
+
+Loaded by the repository's conftest.py and by `regconform run` (`-p regconform.plugin`).
+Every option also reads an environment variable (REGCONFORM_<NAME>), so CI files stay short.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from regconform import __version__, record
+from regconform.checks import Unsupported
+from regconform.client import Exchange, RegistryClient
+from regconform.errors import SetupError
+from regconform.images import FORMATS, FixtureSet, Format, fixture_set, push_fixture_set
+from regconform.profiles import Expectation, Profile, ProfileError, load_profile
+from regconform.targets import CapabilityMissing, ExternalTarget, Target, embedded_target, registry_env
+
+OPTIONS: list[tuple[str, dict[str, Any]]] = [
+    ("--registry-url", {"help": "test an existing registry at this URL instead of starting one"}),
+    ("--registry-image", {"default": "registry:2", "help": "image of the embedded registry (default registry:2)"}),
+    ("--backend", {"default": "docker", "choices": ["docker", "process"], "help": "how the embedded registry runs"}),
+    ("--profile", {"default": "distribution-2.8", "help": "expected behaviour: a profile name or a .toml path"}),
+    ("--namespace", {"help": "repository prefix for everything the run creates (default regconform-<run id>)"}),
+    ("--report-dir", {"default": "reports", "help": "where behaviour.json and the other reports go"}),
+    ("--gc-command", {"help": "shell command that garbage-collects the external registry"}),
+    ("--restart-command", {"help": "shell command that restarts the external registry"}),
+    ("--username", {"help": "registry user (password from REGCONFORM_PASSWORD)"}),
+    ("--ca-cert", {"help": "CA bundle to verify the registry's TLS certificate"}),
+]
+FLAGS = [
+    ("--insecure", "do not verify the registry's TLS certificate"),
+    ("--pull", "allow pulling --registry-image from its registry when it is not present locally"),
+    ("--keep", "keep what the run pushed to an external registry"),
+]
+MARKERS = [
+    "workflow(name): the Distribution API workflow a check belongs to (pull, push, content-discovery, ...)",
+    "spec(section): the spec section (OCI distribution-spec or Docker Registry API V2) a check verifies",
+    "needs_gc: the check runs garbage collection and restarts the registry (own registry)",
+]
+RECORD_KEY = "regconform"
+
+
+def env_name(option: str) -> str:
+    return "REGCONFORM_" + option.lstrip("-").replace("-", "_").upper()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("regconform", "registry conformance")
+    for name, kw in OPTIONS:
+        default = os.environ.get(env_name(name), kw.get("default"))
+        group.addoption(name, **{**kw, "default": default, "help": f"{kw['help']} [{env_name(name)}]"})
+    for name, help_text in FLAGS:
+        group.addoption(name, action="store_true", default=os.environ.get(env_name(name), "") not in ("", "0", "false"),
+                        help=f"{help_text} [{env_name(name)}]")
+
+
+@dataclass
+class Settings:
+    registry_url: str | None
+    registry_image: str
+    backend: str
+    profile: Profile
+    namespace: str
+    report_dir: Path
+    gc_command: str | None
+    restart_command: str | None
+    username: str | None
+    password: str | None
+    ca_cert: str | None
+    insecure: bool
+    pull: bool
+    keep: bool
+    run_id: str
+    records: list[dict[str, Any]] = field(default_factory=list)
+    target_info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def verify(self) -> bool | str:
+        return False if self.insecure else (self.ca_cert or True)
+
+
+SETTINGS = pytest.StashKey[Settings]()
+
+
+def _run_id(config: pytest.Config) -> str:
+    worker_input = getattr(config, "workerinput", None)
+    if worker_input and "regconform_run_id" in worker_input:
+        return worker_input["regconform_run_id"]
+    return os.environ.get("REGCONFORM_RUN_ID") or uuid.uuid4().hex[:10]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for line in MARKERS:
+        config.addinivalue_line("markers", line)
+    opt = config.getoption
+    try:
+        profile = load_profile(opt("--profile"))
+    except ProfileError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    run_id = _run_id(config)
+    config.stash[SETTINGS] = Settings(
+        registry_url=opt("--registry-url"),
+        registry_image=opt("--registry-image"),
+        backend=opt("--backend"),
+        profile=profile,
+        namespace=(opt("--namespace") or f"regconform-{run_id}").strip("/"),
+        report_dir=Path(opt("--report-dir")),
+        gc_command=opt("--gc-command"),
+        restart_command=opt("--restart-command"),
+        username=opt("--username"),
+        password=os.environ.get("REGCONFORM_PASSWORD"),
+        ca_cert=opt("--ca-cert"),
+        insecure=opt("--insecure"),
+        pull=opt("--pull"),
+        keep=opt("--keep"),
+        run_id=run_id,
+    )
+    # Ctrl-C and SIGTERM both unwind through fixture teardown, which removes the containers.
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    if not _is_worker(config) and not config.getoption("--registry-url") and opt("--backend") == "docker":
+        _reap_orphans_quietly()
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _reap_orphans_quietly() -> None:
+    from regconform.targets import reap_orphans
+
+    try:
+        reap_orphans()
+    except SetupError:
+        pass  # no engine: the registry fixture says so, with the fix, when a check needs it
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_configure_node(node: Any) -> None:
+    """xdist: every worker shares the controller's run id (one namespace, one report)."""
+    node.workerinput["regconform_run_id"] = node.config.stash[SETTINGS].run_id
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "fmt" in metafunc.fixturenames:
+        metafunc.parametrize("fmt", FORMATS, ids=list(FORMATS))
+
+
+# -- fixtures ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def settings(pytestconfig: pytest.Config) -> Settings:
+    return pytestconfig.stash[SETTINGS]
+
+
+@pytest.fixture(scope="session")
+def profile(settings: Settings) -> Profile:
+    return settings.profile
+
+
+def _auth(settings: Settings) -> Any:
+    if not settings.username:
+        return None
+    from regconform.auth import RegistryAuth
+
+    return RegistryAuth(settings.username, settings.password or "", verify=settings.verify)
+
+
+def make_client(settings: Settings, url: str) -> RegistryClient:
+    """A client for one target, wired to the check record and fenced to the run's namespace."""
+    return RegistryClient(url, auth=_auth(settings), verify=settings.verify, on_exchange=record.on_exchange,
+                          namespace=settings.namespace)
+
+
+def start_embedded(settings: Settings, env: dict[str, str]) -> Target:
+    image = settings.registry_image
+    if settings.backend == "docker":
+        from regconform.engine import docker_client
+        from regconform.imagebuild import resolve_registry_image
+
+        image = resolve_registry_image(docker_client(), settings.registry_image, pull=settings.pull)
+    return embedded_target(settings.backend, image, settings.run_id, env)
+
+
+@pytest.fixture(scope="session")
+def target(settings: Settings, pytestconfig: pytest.Config) -> Iterator[Target]:
+    """The registry under test: external by URL, else one embedded registry per xdist worker."""
+    if settings.registry_url:
+        tgt: Target = ExternalTarget(settings.registry_url, settings.gc_command, settings.restart_command)
+    else:
+        try:
+            tgt = start_embedded(settings, registry_env(delete_enabled=True))
+        except SetupError as exc:
+            pytest.exit(f"regconform: {exc}", returncode=2)
+    info = {"url": tgt.url, "target": tgt.description, "profile": settings.profile.name,
+            "backend": "external" if settings.registry_url else settings.backend, "harness": __version__}
+    settings.target_info = info
+    if _is_worker(pytestconfig):
+        pytestconfig.workeroutput["regconform_target"] = info  # type: ignore[attr-defined]
+    try:
+        yield tgt
+    finally:
+        tgt.stop()
+
+
+@pytest.fixture(scope="session")
+def registry(settings: Settings, target: Target) -> Iterator[RegistryClient]:
+    """The API client for the registry under test (one keep-alive pool per worker)."""
+    client = make_client(settings, target.url)
+    try:
+        yield client
+    finally:
+        if settings.registry_url and not settings.keep:
+            client.record = False
+            client.remove_pushed()
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def namespace(settings: Settings, worker_id: str) -> str:
+    return f"{settings.namespace}/{worker_id}"
+
+
+_repo_counter = iter(range(1, 1 << 30))
+
+
+@pytest.fixture
+def repo(namespace: str, request: pytest.FixtureRequest) -> str:
+    """A fresh repository name for this check, unique per run, worker and check."""
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.originalname.lower()).strip("-")[:40]
+    return f"{namespace}/{slug}-{next(_repo_counter)}"
+
+
+@pytest.fixture
+def expect(profile: Profile) -> Callable[[str], Expectation]:
+    """`expect("key")`: the profile's expectation for a behaviour (recorded for the reports)."""
+    from regconform.checks import note_expectation
+
+    def lookup(key: str) -> Expectation:
+        exp = profile.expect(key)
+        note_expectation(exp)
+        return exp
+
+    return lookup
+
+
+@pytest.fixture
+def fixtures(fmt: Format) -> FixtureSet:
+    return fixture_set(fmt)
+
+
+@dataclass(frozen=True)
+class Pushed:
+    repo: str
+    images: FixtureSet
+
+
+@pytest.fixture
+def pushed(registry: RegistryClient, repo: str, fixtures: FixtureSet) -> Pushed:
+    """The fixture set (two images sharing a layer, their tags, an index) pushed to a fresh repo."""
+    push_fixture_set(registry, repo, fixtures)
+    return Pushed(repo, fixtures)
+
+
+@dataclass
+class PrivateRegistry:
+    target: Target
+    client: RegistryClient
+    settings: Settings
+
+    def restart(self) -> RegistryClient:
+        """Restart the registry; a new client, since the published port can change."""
+        self.target.restart()
+        self.client.close()
+        self.client = make_client(self.settings, self.target.url)
+        return self.client
+
+
+@pytest.fixture
+def private_registry(settings: Settings) -> Iterator[Callable[..., PrivateRegistry]]:
+    """Factory for registries of a check's own (GC, restarts, deletion disabled), removed afterwards."""
+    started: list[PrivateRegistry] = []
+
+    def start(delete_enabled: bool = True, env: dict[str, str] | None = None) -> PrivateRegistry:
+        if settings.registry_url:
+            pytest.skip("needs an embedded registry of its own; the target is an external URL")
+        tgt = start_embedded(settings, registry_env(delete_enabled, env))
+        priv = PrivateRegistry(tgt, make_client(settings, tgt.url), settings)
+        started.append(priv)
+        return priv
+
+    yield start
+    for priv in started:
+        priv.client.close()
+        priv.target.stop()
+
+
+@pytest.fixture
+def gc_registry(settings: Settings, private_registry: Callable[..., PrivateRegistry], target: Target) -> PrivateRegistry:
+    """A registry on which garbage collection and restarts may run without disturbing other checks."""
+    if settings.registry_url:
+        if not (target.can_gc and target.can_restart):
+            pytest.skip("garbage collection checks need --gc-command and --restart-command for an external registry")
+        return PrivateRegistry(target, make_client(settings, target.url), settings)
+    return private_registry()
+
+
+# -- behaviour record ------------------------------------------------------------------------------
+
+
+def _marker_arg(item: pytest.Item, name: str) -> str | None:
+    mark = item.get_closest_marker(name)
+    return str(mark.args[0]) if mark and mark.args else None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    record.begin()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    report = yield
+    if call.excinfo is not None and call.excinfo.errisinstance(Unsupported):
+        report.outcome = "skipped"
+        report.longrepr = (str(item.path), item.location[1] or 0, f"unsupported: {call.excinfo.value}")
+        report.user_properties.append(("regconform_outcome", "unsupported"))
+    rec = record.current()
+    if rec is not None and (call.when == "call" or report.outcome != "passed") and not _has_record(report):
+        report.user_properties.append((RECORD_KEY, json.dumps(_record_of(item, rec))))
+    if call.when == "teardown":
+        record.end()
+    return report
+
+
+def _has_record(report: pytest.TestReport) -> bool:
+    return any(k == RECORD_KEY for k, _ in report.user_properties)
+
+
+def _record_of(item: pytest.Item, rec: record.CheckRecord) -> dict[str, Any]:
+    module = item.module.__name__.rsplit(".", 1)[-1] if hasattr(item, "module") and item.module else ""
+    return {
+        "id": item.nodeid,
+        "workflow": _marker_arg(item, "workflow") or module.removeprefix("test_").replace("_", "-"),
+        "spec": _marker_arg(item, "spec"),
+        "title": (item.function.__doc__ or "").strip().splitlines()[0] if getattr(item, "function", None) and item.function.__doc__ else item.name,
+        "expectations": rec.expectations,
+        "observations": rec.observations,
+        "facts": rec.observed_facts(),
+        "exchanges": [ex.as_dict() for ex in rec.exchanges],
+    }
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
+    if ("regconform_outcome", "unsupported") in report.user_properties:
+        return "unsupported", "U", "UNSUPPORTED"
+    return None
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collect records on the controller (or the only process): workers ship them in user_properties."""
+    for key, value in report.user_properties:
+        if key != RECORD_KEY:
+            continue
+        doc = json.loads(value)
+        doc["outcome"] = _outcome(report)
+        doc["reason"] = _reason(report)
+        doc["phase"] = report.when
+        _collected.append(doc)
+
+
+_collected: list[dict[str, Any]] = []
+_target_info: dict[str, Any] = {}
+
+
+def _outcome(report: pytest.TestReport) -> str:
+    if ("regconform_outcome", "unsupported") in report.user_properties:
+        return "unsupported"
+    if report.when != "call" and report.failed:
+        return "error"
+    return report.outcome
+
+
+def _reason(report: pytest.TestReport) -> str | None:
+    if report.passed:
+        return None
+    if isinstance(report.longrepr, tuple):
+        return str(report.longrepr[2])
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        return str(crash.message)
+    return str(report.longrepr)[:2000] if report.longrepr else None
+
+
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    info = getattr(node, "workeroutput", {}).get("regconform_target")
+    if info:
+        _target_info.update(info)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _is_worker(session.config) or SETTINGS not in session.config.stash:
+        return
+    settings = session.config.stash[SETTINGS]
+    info = {**settings.target_info, **_target_info}
+    if not _collected and not info:
+        return
+    from regconform.report import write_reports
+
+    write_reports(settings.report_dir, sorted(_collected, key=lambda r: r["id"]), info, settings.profile)
+
+
+__all__ = ["Exchange", "CapabilityMissing", "Pushed", "PrivateRegistry", "Settings"]

@@ -1,0 +1,78 @@
+"""Garbage collection: blobs only deleted manifests used go away; shared ones stay.
+
+Runs `registry garbage-collect` and restarts the registry, so every check gets a registry of its own.
+"""
+
+import httpx
+import pytest
+
+from regconform.checks import expect_answer, expect_equal, observe
+from regconform.images import push_image
+
+pytestmark = [pytest.mark.workflow("garbage-collection"), pytest.mark.needs_gc]
+
+
+def collect_garbage(reg, delete_untagged=False):
+    result = reg.target.garbage_collect(delete_untagged=delete_untagged)
+    observe("gc_exit_code", result.returncode)
+    observe("gc_output_tail", result.output.strip().splitlines()[-3:])
+    assert result.returncode == 0, f"registry garbage-collect exited {result.returncode}: {result.output[-500:]}"
+
+
+def blob_status(client, repo, digest):
+    """What HEAD and GET answer; a GET whose body never arrives is recorded as such, not raised."""
+    status = {"HEAD": client.head_blob(repo, digest).status_code}
+    try:
+        status["GET"] = client.get_blob(repo, digest).status_code
+    except httpx.RemoteProtocolError as exc:
+        status["GET"] = f"broken answer: {exc}"
+    return status
+
+
+@pytest.mark.spec("distribution docs: garbage collection")
+def test_gc_removes_blobs_only_the_deleted_image_used(gc_registry, repo, fixtures, expect):
+    """Delete alpha (sharing its base layer with beta), collect, restart: alpha's own blobs 404, the rest 200."""
+    client = gc_registry.client
+    alpha, beta = fixtures.alpha, fixtures.beta
+    push_image(client, repo, alpha)
+    push_image(client, repo, beta)
+    expect_answer(client.delete_manifest(repo, alpha.digest), expect("manifests.delete-by-digest"), "DELETE alpha")
+    collect_garbage(gc_registry)
+    unique = [alpha.config.digest, alpha.layers[1].digest]
+
+    stale = expect("gc.served-before-restart")
+    served = {d: blob_status(client, repo, d) for d in unique}
+    observe("served_between_gc_and_restart", served)
+    observe("stale_cache", any(s["HEAD"] == 200 for s in served.values()))
+    observe("profile_says_stale_cache", stale["served"])
+
+    client = gc_registry.restart()
+    removed = expect("gc.unique-blob-removed")
+    for digest in unique:
+        expect_answer(client.head_blob(repo, digest), removed, f"HEAD blob {digest} only alpha used, after GC and restart")
+        expect_answer(client.get_blob(repo, digest), removed, f"GET blob {digest} only alpha used, after GC and restart")
+    kept = expect("gc.shared-content-kept")
+    for digest in (alpha.layers[0].digest, *(b.digest for b in beta.blobs)):
+        expect_answer(client.head_blob(repo, digest), kept, f"HEAD blob {digest} beta still uses, after GC")
+    expect_answer(client.get_manifest(repo, beta.tags[0]), kept, "GET beta by tag after GC")
+    expect_equal(client.pull_blob(repo, alpha.layers[0].digest), alpha.layers[0].data, kept, "shared layer bytes after GC")
+
+
+@pytest.mark.spec("distribution docs: garbage collection --delete-untagged")
+def test_gc_delete_untagged_removes_untagged_manifests_and_their_blobs(gc_registry, repo, fixtures, expect):
+    """An image pushed by digest only (untagged) is collected with --delete-untagged; tagged beta stays."""
+    client = gc_registry.client
+    alpha, beta = fixtures.alpha, fixtures.beta
+    push_image(client, repo, alpha, tags=())
+    push_image(client, repo, beta)
+    collect_garbage(gc_registry, delete_untagged=True)
+    client = gc_registry.restart()
+    removed = expect("gc.unique-blob-removed")
+    expect_answer(client.get_manifest(repo, alpha.digest), expect("manifests.deleted-manifest-gone"),
+                  "GET untagged alpha manifest after GC --delete-untagged")
+    for digest in (alpha.config.digest, alpha.layers[1].digest):
+        expect_answer(client.get_blob(repo, digest), removed, f"GET blob {digest} only untagged alpha used")
+    kept = expect("gc.shared-content-kept")
+    expect_answer(client.get_manifest(repo, beta.tags[0]), kept, "GET tagged beta after GC --delete-untagged")
+    for blob in beta.blobs:
+        expect_answer(client.head_blob(repo, blob.digest), kept, f"HEAD blob {blob.digest} of beta after GC")
