@@ -90,7 +90,7 @@ class ContainerTarget(Target):
 
     def __init__(self, image: str, env: dict[str, str], run_id: str, *, network: object | None = None,
                  aliases: list[str] | None = None, scheme: str = "http", volumes: list[tuple[str, str, str]] | None = None,
-                 verify: bool | str = True) -> None:
+                 verify: bool | str = True, host_port: int | None = None) -> None:
         from testcontainers.core.config import testcontainers_config
         from testcontainers.core.container import DockerContainer
 
@@ -98,8 +98,9 @@ class ContainerTarget(Target):
         testcontainers_config.ryuk_disabled = True
         self.scheme, self.verify = scheme, verify
         self.container = DockerContainer(image, labels={RUN_LABEL: run_id, PID_LABEL: str(os.getpid())})
-        # Published on loopback only, on a port Docker picks (testcontainers would bind 0.0.0.0).
-        self.container.ports[f"{CONTAINER_PORT}/tcp"] = ("127.0.0.1", None)  # type: ignore[assignment]
+        # Published on loopback only, on a port Docker picks (testcontainers would bind 0.0.0.0);
+        # a fixed host_port keeps the URL stable across stop_upstream/start_again.
+        self.container.ports[f"{CONTAINER_PORT}/tcp"] = ("127.0.0.1", host_port)  # type: ignore[assignment]
         for key, value in env.items():
             self.container.with_env(key, value)
         for host, bind, mode in volumes or []:
@@ -166,6 +167,15 @@ def reap_orphans() -> int:
             continue
         c.remove(force=True, v=True)
         removed += 1
+    # Networks (mirror topologies) carry the same label; removed once their containers are gone.
+    for net in client.networks.list(filters={"label": PID_LABEL}):
+        pid = int(net.attrs.get("Labels", {}).get(PID_LABEL, "0"))
+        if pid and _pid_alive(pid):
+            continue
+        try:
+            net.remove()
+        except Exception:  # noqa: BLE001 - still in use by a foreign container: leave it
+            continue
     return removed
 
 

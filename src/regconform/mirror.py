@@ -1,0 +1,212 @@
+"""Mirror (pull-through cache) deployments: an upstream registry and a mirror in front of it.
+
+Two kinds of pair:
+
+- `EmbeddedMirror`: testcontainers starts two real registries on a private Docker network: the
+  upstream (deletion enabled) and a mirror whose `proxy.remoteurl` (REGISTRY_PROXY_REMOTEURL) points
+  at the upstream's network alias. Variant "auth": the upstream requires basic auth (bcrypt
+  htpasswd file, mounted read-only) and the mirror holds the credentials (proxy.username/password).
+  Both are published on 127.0.0.1 only; containers and network are removed on close, also when
+  start-up fails half-way.
+- `ExternalMirror`: a deployment addressed by URL (the CI gate). The upstream can only be stopped
+  through commands the user gives explicitly.
+
+The fixtures are pushed to the upstream only; the mirror is only ever read (and probed with writes it
+must refuse).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+from regconform.errors import SetupError
+from regconform.targets import PID_LABEL, RUN_LABEL, ContainerTarget, free_port, registry_env, wait_until_ready
+
+UPSTREAM_ALIAS = "upstream"
+MIRROR_ALIAS = "mirror"
+PROXY_USER = "regconform-proxy"
+HTPASSWD_IN_CONTAINER = "/auth/htpasswd"
+# Where distribution 2.x keeps the proxy's expiry schedule (under the storage root).
+SCHEDULER_STATE = "/var/lib/registry/scheduler-state.json"
+VARIANTS = ("open", "auth")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str
+
+
+class MirrorPair:
+    """An upstream and a mirror of it. Subclasses say how (and whether) the upstream can be stopped."""
+
+    mirror_url: str
+    upstream_url: str
+    variant: str
+    description: str
+    upstream_credentials: Credentials | None = None
+    can_stop_upstream: bool = False
+    can_read_cache_state: bool = False
+
+    def stop_upstream(self) -> None:
+        raise SetupError(f"{self.description}: cannot stop the upstream")
+
+    def start_upstream(self) -> None:
+        raise SetupError(f"{self.description}: cannot start the upstream")
+
+    def cache_state(self) -> dict[str, Any] | None:
+        """The mirror's cache expiry schedule, where it can be read (embedded distribution only)."""
+        return None
+
+    def close(self) -> None:
+        """Embedded pairs remove themselves; external ones are left as they are."""
+
+    def info(self) -> dict[str, Any]:
+        return {"variant": self.variant, "mirror": self.mirror_url, "upstream": self.upstream_url,
+                "target": self.description, "upstream_auth": self.upstream_credentials is not None}
+
+
+def htpasswd_line(username: str, password: str) -> str:
+    """A bcrypt htpasswd entry (distribution only accepts bcrypt), made by Apache's htpasswd."""
+    if not shutil.which("htpasswd"):
+        raise SetupError("htpasswd not found: install apache2-utils (./setup.sh does)")
+    proc = subprocess.run(["htpasswd", "-Bbn", username, password], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SetupError(f"htpasswd failed: {proc.stderr.strip()}")
+    return proc.stdout.strip() + "\n"
+
+
+class EmbeddedMirror(MirrorPair):
+    """Upstream and mirror registries in containers on a private network of their own."""
+
+    can_stop_upstream = True
+
+    def __init__(self, image: str, run_id: str, variant: str = "open") -> None:
+        from testcontainers.core.config import testcontainers_config
+        from testcontainers.core.network import Network
+
+        if variant not in VARIANTS:
+            raise SetupError(f"unknown mirror variant {variant!r}; known: {', '.join(VARIANTS)}")
+        testcontainers_config.ryuk_disabled = True
+        self.variant = variant
+        self.description = f"embedded mirror pair ({variant}) of {image}"
+        self.can_read_cache_state = True
+        self.upstream: ContainerTarget | None = None
+        self.mirror: ContainerTarget | None = None
+        self.workdir = tempfile.mkdtemp(prefix="regconform-mirror-")
+        labels = {RUN_LABEL: run_id, PID_LABEL: str(os.getpid())}
+        self.network = Network(docker_network_kw={"labels": labels})
+        self._network_created = False
+        try:
+            self.network.create()
+            self._network_created = True
+            self._start(image, run_id)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, image: str, run_id: str) -> None:
+        upstream_env = registry_env(delete_enabled=True)
+        mirror_env = registry_env(delete_enabled=True, extra={
+            "REGISTRY_PROXY_REMOTEURL": f"http://{UPSTREAM_ALIAS}:5000"})
+        volumes: list[tuple[str, str, str]] = []
+        if self.variant == "auth":
+            self.upstream_credentials = Credentials("regconform", secrets.token_urlsafe(16))
+            path = os.path.join(self.workdir, "htpasswd")
+            with open(path, "w") as fh:
+                fh.write(htpasswd_line(self.upstream_credentials.username, self.upstream_credentials.password))
+            os.chmod(path, 0o644)
+            os.chmod(self.workdir, 0o755)
+            volumes.append((path, HTPASSWD_IN_CONTAINER, "ro"))
+            upstream_env.update({"REGISTRY_AUTH": "htpasswd", "REGISTRY_AUTH_HTPASSWD_REALM": "regconform-upstream",
+                                 "REGISTRY_AUTH_HTPASSWD_PATH": HTPASSWD_IN_CONTAINER})
+            mirror_env.update({"REGISTRY_PROXY_USERNAME": self.upstream_credentials.username,
+                               "REGISTRY_PROXY_PASSWORD": self.upstream_credentials.password})
+        # A fixed host port: the upstream keeps its URL when it is stopped and started again.
+        self.upstream = ContainerTarget(image, upstream_env, run_id, network=self.network, aliases=[UPSTREAM_ALIAS],
+                                        volumes=volumes, host_port=free_port())
+        self.mirror = ContainerTarget(image, mirror_env, run_id, network=self.network, aliases=[MIRROR_ALIAS])
+        self.upstream_url, self.mirror_url = self.upstream.url, self.mirror.url
+
+    def stop_upstream(self) -> None:
+        assert self.upstream is not None
+        self.upstream.stop_upstream()
+
+    def start_upstream(self) -> None:
+        assert self.upstream is not None
+        self.upstream.start_again()
+        self.upstream_url = self.upstream.url  # start_again re-reads the published port
+
+    def cache_state(self) -> dict[str, Any] | None:
+        """Read the scheduler state file out of the mirror container (the image has no shell)."""
+        assert self.mirror is not None
+        try:
+            stream, _ = self.mirror.container.get_wrapped_container().get_archive(SCHEDULER_STATE)
+        except Exception:  # noqa: BLE001 - not written yet: nothing scheduled
+            return None
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            member = tar.extractfile(tar.getmembers()[0])
+            return json.loads(member.read()) if member else None
+
+    def close(self) -> None:
+        for target in (self.mirror, self.upstream):
+            if target is not None:
+                target.stop()
+        if self._network_created:
+            try:
+                self.network.remove()
+            except Exception:  # noqa: BLE001 - reaped by the next run's reap_orphans
+                pass
+            self._network_created = False
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class ExternalMirror(MirrorPair):
+    """An existing deployment: a mirror and its upstream, by URL."""
+
+    def __init__(self, mirror_url: str, upstream_url: str, *, upstream_credentials: Credentials | None = None,
+                 stop_command: str | None = None, start_command: str | None = None, verify: bool | str = True) -> None:
+        self.variant = "external"
+        self.mirror_url, self.upstream_url = mirror_url.rstrip("/"), upstream_url.rstrip("/")
+        self.description = f"mirror at {self.mirror_url} of {self.upstream_url}"
+        self.upstream_credentials = upstream_credentials
+        self.stop_command, self.start_command, self.verify = stop_command, start_command, verify
+        self.can_stop_upstream = bool(stop_command and start_command)
+
+    def _run(self, what: str, command: str | None) -> None:
+        if not command:
+            super().stop_upstream()
+        proc = subprocess.run(command or "", shell=True, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SetupError(f"{what} exited {proc.returncode}: {proc.stderr.strip()[:200]}")
+
+    def stop_upstream(self) -> None:
+        self._run("--upstream-stop-command", self.stop_command)
+
+    def start_upstream(self) -> None:
+        self._run("--upstream-start-command", self.start_command)
+        wait_until_ready(self.upstream_url, verify=self.verify)
+
+
+def parse_image_ref(ref: str) -> tuple[str, str]:
+    """`repo:tag` or `repo@sha256:...` → (repo, reference). The registry host is given by URL, not here."""
+    if "@" in ref:
+        repo, _, digest = ref.partition("@")
+        return repo, digest
+    slash = ref.rfind("/")
+    colon = ref.rfind(":")
+    if colon > slash:
+        return ref[:colon], ref[colon + 1:]
+    return ref, "latest"
+
+
+__all__ = ["MirrorPair", "EmbeddedMirror", "ExternalMirror", "Credentials", "parse_image_ref", "VARIANTS"]
