@@ -1,8 +1,10 @@
-"""Content management: deleting manifests (OCI distribution-spec §Deleting Manifests, end-9)."""
+"""Content management: deleting manifests, tags and blobs (OCI distribution-spec §Content Management,
+end-9/end-10), with deletion enabled and disabled."""
 
 import pytest
 
-from regconform.checks import expect_answer, expect_equal
+from regconform.checks import expect_answer, expect_equal, expect_true, observe
+from regconform.client import sha256_digest
 
 pytestmark = pytest.mark.workflow("content-management")
 
@@ -64,3 +66,84 @@ def test_every_delete_is_refused_when_deletion_is_disabled(private_registry, rep
                      f"HEAD {ref} after refused deletes (something was deleted)")
     expect_equal(reg.client.head_blob(repo, image.layers[1].digest).status_code, 200, exp,
                  "HEAD blob after refused delete (it was deleted)")
+
+
+@pytest.mark.spec("distribution-spec end-9: DELETE of an unknown manifest")
+def test_delete_unknown_manifest_answers_404_manifest_unknown(registry, pushed, expect):
+    """DELETE of a digest the repository does not hold: 404 MANIFEST_UNKNOWN."""
+    expect_answer(registry.delete_manifest(pushed.repo, "sha256:" + "2" * 64), expect("manifests.delete-unknown"),
+                  "DELETE of an unknown manifest digest")
+
+
+@pytest.mark.spec("distribution-spec end-10: DELETE /v2/<name>/blobs/<digest>")
+def test_delete_blob_answers_202_and_the_blob_is_gone(registry, repo, expect):
+    """DELETE of a blob: 202; then HEAD and GET 404 BLOB_UNKNOWN, and a second DELETE 404 BLOB_UNKNOWN."""
+    data = b"regconform blob to delete " + repo.encode()
+    digest = sha256_digest(data)
+    expect_equal(registry.push_blob(repo, data).status_code, 201, None, "push of the blob to delete")
+    expect_answer(registry.delete_blob(repo, digest), expect("blobs.delete"), "DELETE blob")
+    gone = expect("blobs.deleted-gone")
+    expect_answer(registry.head_blob(repo, digest), gone, "HEAD of the deleted blob")
+    expect_answer(registry.get_blob(repo, digest), gone, "GET of the deleted blob")
+    expect_answer(registry.delete_blob(repo, digest), expect("blobs.delete-unknown"), "second DELETE of the blob")
+
+
+@pytest.mark.spec("distribution-spec end-10: DELETE of an unknown blob")
+def test_delete_unknown_blob_answers_404_blob_unknown(registry, pushed, expect):
+    """DELETE of a blob digest the repository does not hold: 404 BLOB_UNKNOWN."""
+    expect_answer(registry.delete_blob(pushed.repo, "sha256:" + "1" * 64), expect("blobs.delete-unknown"),
+                  "DELETE of an unknown blob")
+
+
+@pytest.mark.spec("distribution-spec end-9: tag deletion disabled (CVE-2026-41888)")
+def test_delete_by_tag_does_not_succeed_when_deletion_is_disabled(private_registry, repo, fixtures, expect):
+    """With deletion disabled, DELETE by tag is refused and the tag still resolves (distribution 3.0.0-3.1.0 deleted it)."""
+    from regconform.images import push_image
+
+    reg = private_registry(delete_enabled=False)
+    image = fixtures.alpha
+    push_image(reg.client, repo, image)
+    exp = expect("manifests.delete-disabled-tag")
+    tag = image.tags[0]
+    resp = reg.client.delete_manifest(repo, tag)
+    expect_true(not resp.is_success, f"DELETE by tag {tag!r} with deletion disabled answered {resp.status_code}: "
+                "the registry deleted a tag although deletion is disabled", exp)
+    expect_answer(resp, exp, f"DELETE manifest by tag {tag!r} with deletion disabled")
+    expect_equal(reg.client.head_manifest(repo, tag).status_code, 200, exp,
+                 f"HEAD {tag!r} after the refused delete by tag (the tag was deleted)")
+    listed = reg.client.list_tags(repo).json().get("tags") or []
+    expect_true(tag in listed, f"tags/list after the refused delete by tag lacks {tag!r}: {listed}", exp)
+
+
+@pytest.mark.spec("Docker Registry API V2: Deleting an Image (DELETE of a layer digest under manifests/)")
+def test_delete_of_a_layer_digest_under_manifests(registry, pushed, expect):
+    """DELETE /manifests/<layer digest>: answered as the profile records; the image using the layer still resolves."""
+    exp = expect("manifests.delete-layer-digest")
+    image = pushed.images.beta
+    layer = image.layers[1]
+    resp = registry.delete_manifest(pushed.repo, layer.digest)
+    expect_answer(resp, exp, "DELETE of a layer digest under manifests/")
+    observe("blob_head_right_after", registry.head_blob(pushed.repo, layer.digest).status_code)
+    expect_equal(registry.get_manifest(pushed.repo, image.digest).status_code, 200, exp,
+                 "GET of the image whose layer digest was deleted under manifests/")
+    expect_answer(registry.delete_manifest(pushed.repo, layer.digest), expect("manifests.delete-again"),
+                  "second DELETE of the layer digest under manifests/")
+
+
+@pytest.mark.spec("Docker Registry API V2: Deleting an Image (DELETE of a layer digest under manifests/)")
+def test_delete_of_a_layer_digest_under_manifests_after_restart(private_registry, repo, fixtures, expect):
+    """After DELETE /manifests/<layer digest> and a restart (no descriptor cache): what remains of the layer, as recorded."""
+    from regconform.images import push_image
+
+    reg = private_registry()
+    image = fixtures.beta
+    layer = image.layers[1]
+    push_image(reg.client, repo, image)
+    exp = expect("manifests.delete-layer-digest")
+    expect_answer(reg.client.delete_manifest(repo, layer.digest), exp, "DELETE of a layer digest under manifests/")
+    client = reg.restart()
+    after = client.head_blob(repo, layer.digest).status_code
+    observe("blob_head_after_restart", after)
+    expect_equal(after, exp["blob_after_restart"], exp, "HEAD of the layer (in its repository) after the restart")
+    expect_equal(client.get_manifest(repo, image.digest).status_code, 200, exp,
+                 "GET of the image using the layer after the restart")
