@@ -242,6 +242,26 @@ class RegistryClient:
     def get_blob(self, repo: str, digest: str, *, headers: dict[str, str] | None = None) -> httpx.Response:
         return self.request("GET", f"/v2/{repo}/blobs/{digest}", headers=headers)
 
+    def get_blob_tolerant(self, repo: str, digest: str, *,
+                          headers: dict[str, str] | None = None) -> tuple[httpx.Response, str | None]:
+        """GET a blob, keeping the answer even when its body breaks off (a registry may announce a
+        Content-Length it never sends). Returns the answer holding the bytes that did arrive, and the
+        transport error, or None."""
+        self._guard(repository_of(f"/v2/{repo}/blobs/")[0], None)
+        started = time.perf_counter()
+        body = bytearray()
+        error: str | None = None
+        with self.http.stream("GET", f"/v2/{repo}/blobs/{digest}", headers=headers) as streamed:
+            try:
+                for part in streamed.iter_bytes():
+                    body += part
+            except httpx.RemoteProtocolError as exc:
+                error = str(exc)
+        # A complete Response object (headers as sent, the bytes received) so checks can read it.
+        resp = httpx.Response(streamed.status_code, headers=streamed.headers, content=bytes(body), request=streamed.request)
+        self._record(resp, started, 0)
+        return resp, error
+
     def pull_blob(self, repo: str, digest: str) -> bytes:
         """GET a blob and verify it hashes to its digest."""
         resp = self.get_blob(repo, digest)

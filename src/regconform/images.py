@@ -171,6 +171,48 @@ def fixture_set(fmt: Format) -> FixtureSet:
     return FixtureSet(fmt, alpha, beta, index, alpha.layers[0])
 
 
+EMPTY_CONFIG = Blob(b"{}", media.OCI_EMPTY)
+
+
+def make_artifact(name: str, subject: Image | Index, artifact_type: str, payload: bytes | None = None,
+                  annotations: dict[str, str] | None = None) -> Image:
+    """An OCI 1.1 artifact manifest (empty config, one payload layer) whose `subject` is another manifest."""
+    layer = Blob(payload if payload is not None else f"regconform artifact {name}".encode(), "application/vnd.regconform.payload")
+    doc: dict[str, object] = {
+        "schemaVersion": 2,
+        "mediaType": media.OCI_MANIFEST,
+        "artifactType": artifact_type,
+        "config": EMPTY_CONFIG.descriptor(),
+        "layers": [layer.descriptor()],
+        "subject": {"mediaType": subject.media_type, "digest": subject.digest, "size": len(subject.manifest)},
+        "annotations": {"org.regconform.artifact": name, **(annotations or {})},
+    }
+    return Image(name, "oci", EMPTY_CONFIG, (layer,), canonical_json(doc), media.OCI_MANIFEST)
+
+
+def referrer_descriptor(artifact: Image) -> dict[str, object]:
+    """The descriptor a referrers list holds for an artifact: artifactType and annotations copied from it."""
+    doc = json.loads(artifact.manifest)
+    out: dict[str, object] = {"mediaType": artifact.media_type, "digest": artifact.digest, "size": len(artifact.manifest)}
+    out["artifactType"] = doc.get("artifactType") or doc["config"]["mediaType"]
+    if doc.get("annotations"):
+        out["annotations"] = doc["annotations"]
+    return out
+
+
+def referrers_tag(digest: str) -> str:
+    """The OCI 1.1 referrers tag schema: `<alg>-<encoded>` (sha256:abc... -> sha256-abc...)."""
+    algorithm, _, encoded = digest.partition(":")
+    return f"{algorithm}-{encoded}"[:128]
+
+
+def make_referrers_index(subject: Image | Index, artifacts: tuple[Image, ...]) -> Index:
+    """The image index a client pushes under the referrers tag when the registry has no referrers API."""
+    doc = {"schemaVersion": 2, "mediaType": media.OCI_INDEX, "manifests": [referrer_descriptor(a) for a in artifacts]}
+    return Index(f"referrers-of-{subject.name}", "oci", artifacts, canonical_json(doc), media.OCI_INDEX,
+                 tags=(referrers_tag(subject.digest),))
+
+
 class PushError(AssertionError):
     """Pushing a fixture failed: the registry did not accept what a client must be able to push."""
 

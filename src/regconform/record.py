@@ -7,7 +7,8 @@ from typing import Any
 
 from regconform.client import Exchange
 
-KEY_HEADERS = ("content-type", "docker-content-digest", "location", "range", "link", "oci-subject",
+KEY_HEADERS = ("content-type", "docker-content-digest", "location", "range", "content-range", "link", "oci-subject",
+               "oci-filters-applied",
                "docker-distribution-api-version", "www-authenticate", "content-length", "etag")
 
 
