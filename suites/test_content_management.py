@@ -43,6 +43,12 @@ def test_delete_manifest_by_tag_is_rejected_and_deletes_nothing(registry, pushed
         for ref in (image.tags[0], image.digest):
             still = registry.head_manifest(pushed.repo, ref)
             expect_equal(still.status_code, 200, exp, f"HEAD {ref} after the rejected delete by tag (it deleted anyway)")
+    else:  # a tag delete removes the tag only (OCI §Deleting tags): other tags and the digest still resolve
+        expect_equal(registry.head_manifest(pushed.repo, image.tags[0]).status_code, 404, exp,
+                     f"HEAD {image.tags[0]!r} after DELETE by tag answered {resp.status_code}")
+        for ref in (*image.tags[1:], image.digest):
+            expect_equal(registry.head_manifest(pushed.repo, ref).status_code, 200, exp,
+                         f"HEAD {ref} after deleting only the tag {image.tags[0]!r}")
 
 
 @pytest.mark.spec("distribution-spec end-9: deletion disabled")
