@@ -13,7 +13,8 @@ from regconform.checks import expect_answer, expect_equal, expect_true, observe
 from regconform.client import error_codes_of, sha256_digest
 from regconform.profiles import ProfileError
 
-pytestmark = pytest.mark.workflow("pull")
+# Every check here only reads `pushed`: one push per worker and format serves them all.
+pytestmark = [pytest.mark.workflow("pull"), pytest.mark.readonly]
 
 
 def manifests_of(pushed):

@@ -150,6 +150,8 @@ class RegistryClient:
         # What this client created, so a run against a shared registry can remove it afterwards.
         self.pushed_manifests: set[tuple[str, str]] = set()
         self.pushed_blobs: set[tuple[str, str]] = set()
+        # Repositories shared by several checks (pushed once per session): only GET and HEAD reach them.
+        self.read_only: set[str] = set()
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -201,6 +203,9 @@ class RegistryClient:
             url = self.url_for(url)
         repo, kind = repository_of(str(url))
         self._guard(repo, params)
+        if repo in self.read_only and method not in ("GET", "HEAD"):
+            raise ClientError(f"refusing {method} on {repo!r}: it is a shared read-only fixture repository "
+                              "(a check that changes content needs its own, e.g. the `pushed` fixture without @readonly)")
         started = time.perf_counter()
         resp = self.http.request(method, url, headers=headers, content=content, params=params)
         size = len(content) if isinstance(content, bytes | bytearray) else 0
@@ -272,6 +277,7 @@ class RegistryClient:
 
     def stream_blob(self, repo: str, digest: str, sink: IO[bytes] | None = None, chunk: int = 1 << 20) -> int:
         """Stream a blob without holding it in memory; verify the digest; return its size."""
+        self._guard(repo, None)
         h = hashlib.sha256()
         size = 0
         started = time.perf_counter()

@@ -47,6 +47,7 @@ MARKERS = [
     "workflow(name): the Distribution API workflow a check belongs to (pull, push, content-discovery, ...)",
     "spec(section): the spec section (OCI distribution-spec or Docker Registry API V2) a check verifies",
     "needs_gc: the check runs garbage collection and restarts the registry (own registry)",
+    "readonly: the check only reads `pushed`, so it shares one push per worker and format (writes to it are refused)",
 ]
 RECORD_KEY = "regconform"
 
@@ -227,6 +228,7 @@ def registry(settings: Settings, target: Target) -> Iterator[RegistryClient]:
     finally:
         if settings.registry_url and not settings.keep:
             client.record = False
+            client.read_only.clear()
             client.remove_pushed()
         client.close()
 
@@ -270,11 +272,34 @@ class Pushed:
     images: FixtureSet
 
 
+@pytest.fixture(scope="session")
+def shared_pushes() -> dict[str, Pushed]:
+    """Fixture sets pushed once per worker (by format) for checks marked `readonly`."""
+    return {}
+
+
 @pytest.fixture
-def pushed(registry: RegistryClient, repo: str, fixtures: FixtureSet) -> Pushed:
-    """The fixture set (two images sharing a layer, their tags, an index) pushed to a fresh repo."""
-    push_fixture_set(registry, repo, fixtures)
-    return Pushed(repo, fixtures)
+def pushed(request: pytest.FixtureRequest, registry: RegistryClient, repo: str, fixtures: FixtureSet,
+           namespace: str, shared_pushes: dict[str, Pushed]) -> Pushed:
+    """The fixture set (two images sharing a layer, their tags, an index) pushed to a fresh repo.
+
+    A check marked `readonly` gets the set pushed once per worker and format instead (pushing it
+    for every check was the largest share of suite time); the client refuses any write to it.
+    """
+    if request.node.get_closest_marker("readonly") is None:
+        push_fixture_set(registry, repo, fixtures)
+        return Pushed(repo, fixtures)
+    if fixtures.format not in shared_pushes:
+        shared = f"{namespace}/shared-{fixtures.format}"
+        # Setup shared by many checks: kept out of whichever check happens to run first.
+        registry.record = False
+        try:
+            push_fixture_set(registry, shared, fixtures)
+        finally:
+            registry.record = True
+        registry.read_only.add(shared)
+        shared_pushes[fixtures.format] = Pushed(shared, fixtures)
+    return shared_pushes[fixtures.format]
 
 
 @dataclass
