@@ -5,7 +5,9 @@ Two kinds of pair:
 - `EmbeddedMirror`: testcontainers starts two real registries on a private Docker network: the
   upstream (deletion enabled) and a mirror whose `proxy.remoteurl` (REGISTRY_PROXY_REMOTEURL) points
   at the upstream's network alias. Variant "auth": the upstream requires basic auth (bcrypt
-  htpasswd file, mounted read-only) and the mirror holds the credentials (proxy.username/password).
+  htpasswd file, mounted read-only) and the mirror holds the credentials, either as
+  proxy.username/password ("proxy-config") or in the remote URL's userinfo ("remoteurl"): which one
+  a registry family honours for a basic-auth upstream is a profile fact (`mirror.upstream-auth`).
   Both are published on 127.0.0.1 only; containers and network are removed on close, also when
   start-up fails half-way.
 - `ExternalMirror`: a deployment addressed by URL (the CI gate). The upstream can only be stopped
@@ -25,10 +27,17 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+
+from regconform.checks import Deviation, expect_answer, expect_equal
+from regconform.client import sha256_digest
 from regconform.errors import SetupError
+from regconform.profiles import Expectation
 from regconform.targets import PID_LABEL, RUN_LABEL, ContainerTarget, free_port, registry_env, wait_until_ready
 
 UPSTREAM_ALIAS = "upstream"
@@ -38,6 +47,7 @@ HTPASSWD_IN_CONTAINER = "/auth/htpasswd"
 # Where distribution 2.x keeps the proxy's expiry schedule (under the storage root).
 SCHEDULER_STATE = "/var/lib/registry/scheduler-state.json"
 VARIANTS = ("open", "auth")
+CREDENTIAL_WIRINGS = ("proxy-config", "remoteurl")
 
 
 @dataclass(frozen=True)
@@ -72,7 +82,8 @@ class MirrorPair:
 
     def info(self) -> dict[str, Any]:
         return {"variant": self.variant, "mirror": self.mirror_url, "upstream": self.upstream_url,
-                "target": self.description, "upstream_auth": self.upstream_credentials is not None}
+                "target": self.description, "upstream_auth": self.upstream_credentials is not None,
+                "can_stop_upstream": self.can_stop_upstream}
 
 
 def htpasswd_line(username: str, password: str) -> str:
@@ -90,15 +101,18 @@ class EmbeddedMirror(MirrorPair):
 
     can_stop_upstream = True
 
-    def __init__(self, image: str, run_id: str, variant: str = "open") -> None:
+    def __init__(self, image: str, run_id: str, variant: str = "open", credentials_via: str = "proxy-config") -> None:
         from testcontainers.core.config import testcontainers_config
         from testcontainers.core.network import Network
 
         if variant not in VARIANTS:
             raise SetupError(f"unknown mirror variant {variant!r}; known: {', '.join(VARIANTS)}")
+        if credentials_via not in CREDENTIAL_WIRINGS:
+            raise SetupError(f"unknown credential wiring {credentials_via!r}; known: {', '.join(CREDENTIAL_WIRINGS)}")
         testcontainers_config.ryuk_disabled = True
-        self.variant = variant
-        self.description = f"embedded mirror pair ({variant}) of {image}"
+        self.variant, self.credentials_via = variant, credentials_via
+        via = f", credentials via {credentials_via}" if variant == "auth" else ""
+        self.description = f"embedded mirror pair ({variant}{via}) of {image}"
         self.can_read_cache_state = True
         self.upstream: ContainerTarget | None = None
         self.mirror: ContainerTarget | None = None
@@ -129,8 +143,12 @@ class EmbeddedMirror(MirrorPair):
             volumes.append((path, HTPASSWD_IN_CONTAINER, "ro"))
             upstream_env.update({"REGISTRY_AUTH": "htpasswd", "REGISTRY_AUTH_HTPASSWD_REALM": "regconform-upstream",
                                  "REGISTRY_AUTH_HTPASSWD_PATH": HTPASSWD_IN_CONTAINER})
-            mirror_env.update({"REGISTRY_PROXY_USERNAME": self.upstream_credentials.username,
-                               "REGISTRY_PROXY_PASSWORD": self.upstream_credentials.password})
+            creds = self.upstream_credentials
+            if self.credentials_via == "remoteurl":
+                # Go's HTTP client sends userinfo of the URL as Basic credentials on every request.
+                mirror_env["REGISTRY_PROXY_REMOTEURL"] = f"http://{creds.username}:{creds.password}@{UPSTREAM_ALIAS}:5000"
+            else:
+                mirror_env.update({"REGISTRY_PROXY_USERNAME": creds.username, "REGISTRY_PROXY_PASSWORD": creds.password})
         # A fixed host port: the upstream keeps its URL when it is stopped and started again.
         self.upstream = ContainerTarget(image, upstream_env, run_id, network=self.network, aliases=[UPSTREAM_ALIAS],
                                         volumes=volumes, host_port=free_port())
@@ -197,6 +215,65 @@ class ExternalMirror(MirrorPair):
         wait_until_ready(self.upstream_url, verify=self.verify)
 
 
+# -- comparisons shared by the mirror checks --------------------------------------------------------
+
+
+def same_as_upstream(via_mirror: httpx.Response, via_upstream: httpx.Response, exp: Expectation, what: str,
+                     digest: str | None = None) -> None:
+    """The mirror's answer carries the upstream's bytes, Docker-Content-Digest and media type."""
+    expect_answer(via_mirror, exp, f"{what} through the mirror")
+    if via_upstream.status_code != 200:
+        raise Deviation(f"{what} on the upstream answered {via_upstream.status_code}: cannot compare the mirror with it")
+    body = via_mirror.content
+    if body != via_upstream.content:
+        raise Deviation(f"{what}: the mirror served {len(body)} bytes hashing to {sha256_digest(body)}, the upstream "
+                        f"{len(via_upstream.content)} bytes hashing to {sha256_digest(via_upstream.content)} "
+                        f"[{exp.profile}: {exp.key}]")
+    expect_equal(via_mirror.headers.get("docker-content-digest"), via_upstream.headers.get("docker-content-digest"),
+                 exp, f"Docker-Content-Digest of {what}, mirror vs upstream")
+    if digest is not None:
+        expect_equal(sha256_digest(body), digest, exp, f"sha256 of the bytes the mirror served for {what}")
+    if via_upstream.headers.get("content-type", "").startswith("application/vnd."):
+        expect_equal(via_mirror.headers.get("content-type"), via_upstream.headers.get("content-type"), exp,
+                     f"Content-Type of {what}, mirror vs upstream")
+
+
+def wait_for(probe: Callable[[], object], timeout: float, interval: float = 0.5) -> object:
+    """Poll until probe() returns something truthy (or the timeout passes); returns the last value."""
+    deadline = time.monotonic() + timeout
+    value = probe()
+    while not value and time.monotonic() < deadline:
+        time.sleep(interval)
+        value = probe()
+    return value
+
+
+# -- pytest options (registered by regconform.plugin; `regconform mirror` passes them) -----------
+
+MIRROR_OPTIONS: list[tuple[str, str]] = [
+    ("--mirror-url", "mirror (pull-through cache) to check, instead of the embedded mirror pair"),
+    ("--upstream-url", "the registry the mirror at --mirror-url pulls from"),
+    ("--upstream-username", "user for the upstream (password from REGCONFORM_UPSTREAM_PASSWORD)"),
+    ("--upstream-stop-command", "shell command that stops the upstream (enables the upstream-down checks)"),
+    ("--upstream-start-command", "shell command that starts the upstream again"),
+]
+
+
+def _env(option: str) -> str:
+    return "REGCONFORM_" + option.lstrip("-").replace("-", "_").upper()
+
+
+def add_mirror_options(group: Any) -> None:
+    for name, help_text in MIRROR_OPTIONS:
+        group.addoption(name, default=os.environ.get(_env(name)), help=f"{help_text} [{_env(name)}]")
+    group.addoption("--image", action="append", default=os.environ.get("REGCONFORM_IMAGE", "").split() or None,
+                    help="existing image (repo:tag or repo@digest) the mirror must serve as the upstream does; "
+                         "repeatable [REGCONFORM_IMAGE, space-separated]")
+    group.addoption("--push-fixtures", action="store_true",
+                    default=os.environ.get("REGCONFORM_PUSH_FIXTURES", "") not in ("", "0", "false"),
+                    help="push fixture images to the upstream (never to the mirror) [REGCONFORM_PUSH_FIXTURES]")
+
+
 def parse_image_ref(ref: str) -> tuple[str, str]:
     """`repo:tag` or `repo@sha256:...` → (repo, reference). The registry host is given by URL, not here."""
     if "@" in ref:
@@ -209,4 +286,5 @@ def parse_image_ref(ref: str) -> tuple[str, str]:
     return ref, "latest"
 
 
-__all__ = ["MirrorPair", "EmbeddedMirror", "ExternalMirror", "Credentials", "parse_image_ref", "VARIANTS"]
+__all__ = ["MirrorPair", "EmbeddedMirror", "ExternalMirror", "Credentials", "parse_image_ref", "VARIANTS",
+           "CREDENTIAL_WIRINGS", "add_mirror_options", "same_as_upstream", "wait_for"]

@@ -64,6 +64,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for name, help_text in FLAGS:
         group.addoption(name, action="store_true", default=os.environ.get(env_name(name), "") not in ("", "0", "false"),
                         help=f"{help_text} [{env_name(name)}]")
+    # Mirror deployments (suites/mirror, `regconform mirror`): options live with the topology.
+    from regconform.mirror import add_mirror_options
+
+    add_mirror_options(group)
 
 
 @dataclass

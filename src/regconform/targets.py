@@ -157,15 +157,21 @@ class ContainerTarget(Target):
 
 def reap_orphans() -> int:
     """Remove regconform containers whose owning process is gone (a run killed with SIGKILL)."""
+    import docker.errors
+
     from regconform.engine import docker_client
 
     client = docker_client(timeout=30)
     removed = 0
-    for c in client.containers.list(all=True, filters={"label": PID_LABEL}):
-        pid = int(c.labels.get(PID_LABEL, "0"))
+    # sparse: no inspect per container, which races with other runs removing theirs (404).
+    for c in client.containers.list(all=True, filters={"label": PID_LABEL}, sparse=True):
+        pid = int((c.attrs.get("Labels") or {}).get(PID_LABEL, "0"))
         if pid and _pid_alive(pid):
             continue
-        c.remove(force=True, v=True)
+        try:
+            c.remove(force=True, v=True)
+        except docker.errors.NotFound:
+            continue
         removed += 1
     # Networks (mirror topologies) carry the same label; removed once their containers are gone.
     for net in client.networks.list(filters={"label": PID_LABEL}):

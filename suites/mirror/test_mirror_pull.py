@@ -1,0 +1,137 @@
+"""Pulling through a mirror (pull-through cache): the upstream's bytes and digests, tags, catalog, errors."""
+
+import json
+
+import pytest
+
+from regconform.checks import expect_answer, expect_equal, expect_true, observe
+from regconform.mirror import parse_image_ref, same_as_upstream
+
+pytestmark = pytest.mark.workflow("mirror")
+
+
+def tagged(images):
+    """(label, tag, digest) of every manifest the fixture set tags: schema2/OCI images and the index/list."""
+    for obj in (images.alpha, images.beta, images.index):
+        yield f"{obj.name} ({obj.media_type})", obj.tags[0], obj.digest
+
+
+@pytest.mark.spec("Docker Registry pull-through cache: GET /v2/<name>/manifests/<tag> through the mirror")
+def test_pull_by_tag_serves_upstream_manifests(mirror, upstream, mirrored, expect):
+    """Manifests pulled by tag through the mirror: the upstream's bytes, Docker-Content-Digest and media type."""
+    exp = expect("mirror.pull-through")
+    for label, tag, digest in tagged(mirrored.images):
+        same_as_upstream(mirror.get_manifest(mirrored.repo, tag), upstream.get_manifest(mirrored.repo, tag), exp,
+                         f"GET manifest {label} by tag {tag}", digest)
+
+
+@pytest.mark.spec("Docker Registry pull-through cache: GET manifests and blobs by digest through the mirror")
+def test_pull_by_digest_serves_upstream_manifests_and_blobs(mirror, upstream, mirrored, expect):
+    """Manifests and every blob pulled by digest through the mirror: the upstream's bytes and digests."""
+    exp = expect("mirror.pull-through")
+    images = mirrored.images
+    for label, _, digest in tagged(images):
+        same_as_upstream(mirror.get_manifest(mirrored.repo, digest), upstream.get_manifest(mirrored.repo, digest), exp,
+                         f"GET manifest {label} by digest", digest)
+    for image in images.images:
+        for blob in image.blobs:
+            same_as_upstream(mirror.get_blob(mirrored.repo, blob.digest), upstream.get_blob(mirrored.repo, blob.digest),
+                             exp, f"GET blob {blob.digest[:19]} ({blob.media_type}) of {image.name}", blob.digest)
+
+
+@pytest.mark.spec("Docker Registry pull-through cache: existing images named with --image")
+def test_named_image_served_as_upstream(readers, image_ref, expect):
+    """An existing image (--image): the mirror serves its manifests and blobs as the upstream does."""
+    exp = expect("mirror.pull-through")
+    mirror, upstream = readers
+    repo, ref = parse_image_ref(image_ref)
+    top_up = upstream.get_manifest(repo, ref)
+    same_as_upstream(mirror.get_manifest(repo, ref), top_up, exp, f"GET manifest {image_ref}")
+    doc = json.loads(top_up.content)
+    manifests = [doc]
+    for child in doc.get("manifests", []):  # an index / manifest list: every platform's manifest
+        via_up = upstream.get_manifest(repo, child["digest"])
+        same_as_upstream(mirror.get_manifest(repo, child["digest"]), via_up, exp,
+                         f"GET manifest {child['digest'][:19]} of {image_ref}", child["digest"])
+        manifests.append(json.loads(via_up.content))
+    blobs = {d["digest"]: d.get("size") for m in manifests for d in [m.get("config", {}), *m.get("layers", [])] if d}
+    for digest, size in sorted(blobs.items()):
+        served = mirror.stream_blob(repo, digest)  # verifies the bytes hash to the digest
+        head = upstream.head_blob(repo, digest)
+        expect_answer(head, exp, f"HEAD blob {digest[:19]} of {image_ref} on the upstream")
+        expect_equal(served, int(head.headers.get("content-length", -1)), exp,
+                     f"size of blob {digest[:19]} of {image_ref}: mirror vs upstream")
+        if size is not None:
+            expect_equal(served, size, exp, f"size of blob {digest[:19]} vs its descriptor")
+    observe("checked", {"manifests": len(manifests), "blobs": len(blobs)})
+
+
+def _tags(resp):
+    return sorted(json.loads(resp.content).get("tags") or [])
+
+
+@pytest.mark.spec("Docker Registry pull-through cache: GET /v2/<name>/tags/list through the mirror")
+def test_tags_list_through_mirror(mirror, upstream, mirrored, expect):
+    """The tag list through the mirror compared with the upstream's (as the profile records)."""
+    exp = expect("mirror.tags-list")
+    via_mirror = mirror.list_tags(mirrored.repo)
+    expect_answer(via_mirror, exp, "GET tags/list through the mirror")
+    upstream_tags = _tags(upstream.list_tags(mirrored.repo))
+    observe("tags", {"mirror": _tags(via_mirror), "upstream": upstream_tags})
+    if exp["matches_upstream"]:
+        expect_equal(_tags(via_mirror), upstream_tags, exp, "tags listed by the mirror vs by the upstream")
+    else:
+        expect_true(_tags(via_mirror) != upstream_tags, "the mirror lists the upstream's tags", exp)
+
+
+def _catalog(client, namespace):
+    """Every repository of the catalog under the run's namespace, following Link pages."""
+    names, resp = [], client.catalog(n=1000)
+    first = resp
+    while resp is not None and resp.status_code == 200:
+        names += [r for r in json.loads(resp.content).get("repositories") or [] if r.startswith(namespace + "/")]
+        resp = client.follow_link(resp)
+    return first, sorted(names)
+
+
+# What a catalog lists, per profile value: which of (pulled fully, manifest only, never pulled) appear.
+CATALOG_LISTS = {
+    "upstream": {"pulled": True, "manifest-only": True, "never-pulled": True},
+    "cached": {"pulled": True, "manifest-only": True, "never-pulled": False},
+    "cached-blobs": {"pulled": True, "manifest-only": False, "never-pulled": False},
+}
+
+
+@pytest.mark.spec("Docker Registry pull-through cache: GET /v2/_catalog through the mirror")
+def test_catalog_through_mirror(mirror, upstream, mirrored, settings, expect):
+    """The catalog through the mirror: repositories pulled through (fully, manifest only) vs upstream-only ones."""
+    from regconform.images import push_image
+
+    exp = expect("mirror.catalog")
+    alpha = mirrored.images.alpha
+    repos = {"pulled": mirrored.repo, "manifest-only": f"{mirrored.repo}-manifest-only",
+             "never-pulled": f"{mirrored.repo}-upstream-only"}
+    for name in (repos["manifest-only"], repos["never-pulled"]):
+        push_image(upstream, name, alpha)
+    mirror.pull_manifest(repos["pulled"], alpha.digest)
+    for blob in alpha.blobs:
+        mirror.pull_blob(repos["pulled"], blob.digest)
+    mirror.pull_manifest(repos["manifest-only"], alpha.digest)
+    resp, listed = _catalog(mirror, settings.namespace)
+    expect_answer(resp, exp, "GET /v2/_catalog through the mirror")
+    _, upstream_listed = _catalog(upstream, settings.namespace)
+    seen = {kind: name in listed for kind, name in repos.items()}
+    observe("catalog", {"mirror": seen, "upstream": {kind: name in upstream_listed for kind, name in repos.items()}})
+    expect_equal(seen, CATALOG_LISTS[exp["lists"]], exp, "repositories the mirror's catalog lists")
+
+
+@pytest.mark.spec("Docker Registry pull-through cache: unknown tag and blob through the mirror")
+def test_unknown_tag_and_blob_through_mirror(mirror, upstream, repo, expect):
+    """A tag and a blob the upstream does not hold: the mirror answers not found."""
+    missing_tag_up = upstream.get_manifest(repo, "no-such-tag")
+    expect_true(missing_tag_up.status_code == 404, f"precondition: the upstream answers 404 for an unknown tag "
+                f"(got {missing_tag_up.status_code})")
+    expect_answer(mirror.get_manifest(repo, "no-such-tag"), expect("mirror.unknown-tag"),
+                  "GET manifest by unknown tag through the mirror")
+    digest = "sha256:" + "0" * 63 + "1"
+    expect_answer(mirror.get_blob(repo, digest), expect("mirror.unknown-blob"), "GET unknown blob through the mirror")
