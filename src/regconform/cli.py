@@ -153,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     setup.add_argument("--no-docker", action="store_true", help="only the registry binary (process backend)")
     sub.add_parser("cleanup", help="remove containers left by killed runs")
     sub.add_parser("profiles", help="list the known profiles")
+    from regconform import load
+
+    load.add_parser(sub)
     return parser
 
 
@@ -169,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if ns.command == "run":
             return cmd_run(ns, extra)
+        if ns.command == "load":
+            from regconform.load import cmd_load
+
+            return cmd_load(ns)
         return COMMANDS[ns.command](ns)
     except SetupError as exc:
         return _fail(str(exc))

@@ -127,9 +127,9 @@ def _diff_id(layer: Blob) -> str:
 
 
 def make_image(name: str, fmt: Format, layer_seeds: list[str], tags: tuple[str, ...] = (),
-               arch: str = "amd64") -> Image:
+               arch: str = "amd64", layer_size: int = 4096) -> Image:
     layer_type = media.OCI_LAYER if fmt == "oci" else media.DOCKER_LAYER
-    layers = tuple(make_layer(seed, media_type=layer_type) for seed in layer_seeds)
+    layers = tuple(make_layer(seed, size=layer_size, media_type=layer_type) for seed in layer_seeds)
     config_doc = {
         "architecture": arch,
         "os": "linux",
