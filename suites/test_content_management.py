@@ -52,11 +52,11 @@ def test_delete_manifest_by_tag_is_rejected_and_deletes_nothing(registry, pushed
 
 
 @pytest.mark.spec("distribution-spec end-9: deletion disabled")
-def test_every_delete_is_refused_when_deletion_is_disabled(private_registry, repo, fixtures, expect):
+def test_every_delete_is_refused_when_deletion_is_disabled(deletion_disabled_registry, repo, fixtures, expect):
     """With deletion disabled: DELETE by digest, by tag and of a blob all answer 405 UNSUPPORTED and delete nothing."""
     from regconform.images import push_image
 
-    reg = private_registry(delete_enabled=False)
+    reg = deletion_disabled_registry
     image = fixtures.alpha
     push_image(reg.client, repo, image)
     exp = expect("manifests.delete-disabled")
@@ -102,11 +102,11 @@ def test_delete_unknown_blob_answers_404_blob_unknown(registry, pushed, expect):
 
 
 @pytest.mark.spec("distribution-spec end-9: tag deletion disabled (CVE-2026-41888)")
-def test_delete_by_tag_does_not_succeed_when_deletion_is_disabled(private_registry, repo, fixtures, expect):
+def test_delete_by_tag_does_not_succeed_when_deletion_is_disabled(deletion_disabled_registry, repo, fixtures, expect):
     """With deletion disabled, DELETE by tag is refused and the tag still resolves (distribution 3.0.0-3.1.0 deleted it)."""
     from regconform.images import push_image
 
-    reg = private_registry(delete_enabled=False)
+    reg = deletion_disabled_registry
     image = fixtures.alpha
     push_image(reg.client, repo, image)
     exp = expect("manifests.delete-disabled-tag")
@@ -137,11 +137,11 @@ def test_delete_of_a_layer_digest_under_manifests(registry, pushed, expect):
 
 
 @pytest.mark.spec("Docker Registry API V2: Deleting an Image (DELETE of a layer digest under manifests/)")
-def test_delete_of_a_layer_digest_under_manifests_after_restart(private_registry, repo, fixtures, expect):
+def test_delete_of_a_layer_digest_under_manifests_after_restart(gc_registry, repo, fixtures, expect):
     """After DELETE /manifests/<layer digest> and a restart (no descriptor cache): what remains of the layer, as recorded."""
     from regconform.images import push_image
 
-    reg = private_registry()
+    reg = gc_registry  # a registry this check may restart
     image = fixtures.beta
     layer = image.layers[1]
     push_image(reg.client, repo, image)

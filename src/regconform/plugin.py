@@ -35,6 +35,8 @@ OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--report-dir", {"default": "reports", "help": "where behaviour.json and the other reports go"}),
     ("--gc-command", {"help": "shell command that garbage-collects the external registry"}),
     ("--restart-command", {"help": "shell command that restarts the external registry"}),
+    ("--deletion-disabled-url", {"help": "with --registry-url: a registry of the same kind with deletion disabled, "
+                                         "for the deletion-disabled checks (embedded runs start their own)"}),
     ("--username", {"help": "registry user (password from REGCONFORM_PASSWORD)"}),
     ("--ca-cert", {"help": "CA bundle to verify the registry's TLS certificate"}),
 ]
@@ -337,6 +339,15 @@ def private_registry(settings: Settings) -> Iterator[Callable[..., PrivateRegist
     for priv in started:
         priv.client.close()
         priv.target.stop()
+
+
+@pytest.fixture
+def deletion_disabled_registry(settings: Settings, private_registry: Callable[..., PrivateRegistry],
+                               pytestconfig: pytest.Config) -> PrivateRegistry:
+    """A registry with deletion disabled: the one --deletion-disabled-url names, else one of the check's own."""
+    if url := pytestconfig.getoption("--deletion-disabled-url"):
+        return PrivateRegistry(ExternalTarget(url), make_client(settings, url), settings)
+    return private_registry(delete_enabled=False)
 
 
 @pytest.fixture
