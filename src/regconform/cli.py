@@ -25,7 +25,7 @@ def _fail(message: str) -> int:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2
-        print(f"regconform: error: {message} (see regconform {self.prog.split()[-1]} --help)", file=sys.stderr)
+        print(f"regconform: error: {message} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(EXIT_ERROR)
 
 
@@ -42,12 +42,23 @@ def _add_target_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--username", default=env("REGCONFORM_USERNAME"))
     p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     p.add_argument("--ca-cert", default=env("REGCONFORM_CA_CERT"))
-    p.add_argument("--insecure", action="store_true")
-    p.add_argument("--pull", action="store_true", help="allow pulling --registry-image when absent")
-    p.add_argument("--keep", action="store_true", help="keep what the run pushed to an external registry")
-    p.add_argument("-n", dest="workers", help="pytest-xdist workers (number or 'auto')")
-    p.add_argument("-k", dest="keyword", help="only checks matching this pytest expression")
-    p.add_argument("-m", dest="markexpr", help="only checks matching this marker expression")
+    p.add_argument("--insecure", action="store_true", default=_env_flag("REGCONFORM_INSECURE"),
+                   help="do not verify the registry's TLS certificate")
+    p.add_argument("--pull", action="store_true", default=_env_flag("REGCONFORM_PULL"),
+                   help="allow pulling --registry-image when absent")
+    p.add_argument("--keep", action="store_true", default=_env_flag("REGCONFORM_KEEP"),
+                   help="keep what the run pushed to an external registry")
+    p.add_argument("--require-gc", action="store_true", default=_env_flag("REGCONFORM_REQUIRE_GC"),
+                   help="with --registry-url: exit 2 unless --gc-command and --restart-command are given")
+    p.add_argument("--timeout", type=float, default=float(env("REGCONFORM_TIMEOUT", "10")),
+                   help="seconds to wait for the registry's first answer (default 10)")
+    p.add_argument("-n", dest="workers", default=env("REGCONFORM_WORKERS"), help="pytest-xdist workers (number or 'auto')")
+    p.add_argument("-k", dest="keyword", default=env("REGCONFORM_KEYWORD"), help="only checks matching this pytest expression")
+    p.add_argument("-m", dest="markexpr", default=env("REGCONFORM_MARKEXPR"), help="only checks matching this marker expression")
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() not in ("", "0", "false", "no")
 
 
 def _pytest_args(ns: argparse.Namespace, report_dir: Path) -> list[str]:
@@ -58,9 +69,9 @@ def _pytest_args(ns: argparse.Namespace, report_dir: Path) -> list[str]:
     for opt in ("registry_url", "namespace", "gc_command", "restart_command", "username", "ca_cert"):
         if (value := getattr(ns, opt)) is not None:
             args.append(f"--{opt.replace('_', '-')}={value}")
-    for flag in ("insecure", "pull", "keep"):
+    for flag in ("insecure", "pull", "keep", "require_gc"):
         if getattr(ns, flag):
-            args.append(f"--{flag}")
+            args.append(f"--{flag.replace('_', '-')}")
     if ns.workers:
         args += ["-n", ns.workers]
     if ns.keyword:
@@ -79,12 +90,16 @@ def preflight(ns: argparse.Namespace) -> None:
     except ProfileError as exc:
         raise SetupError(str(exc)) from None
     if ns.password_stdin:
-        os.environ["REGCONFORM_PASSWORD"] = sys.stdin.readline().rstrip("\n")
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise SetupError("--password-stdin: standard input held no password")
+        os.environ["REGCONFORM_PASSWORD"] = password  # for the plugin (and xdist workers); never argv
     if ns.registry_url:
-        from regconform.preflight import check_registry
+        from regconform.preflight import check_external
 
-        check_registry(ns.registry_url, username=ns.username, password=os.environ.get("REGCONFORM_PASSWORD"),
-                       verify=False if ns.insecure else (ns.ca_cert or True))
+        check_external(ns.registry_url, username=ns.username, password=os.environ.get("REGCONFORM_PASSWORD"),
+                       ca_cert=ns.ca_cert, insecure=ns.insecure, gc_command=ns.gc_command,
+                       restart_command=ns.restart_command, require_gc=ns.require_gc, timeout=ns.timeout)
     elif ns.backend == "docker":
         from regconform.engine import docker_client
         from regconform.imagebuild import resolve_registry_image
@@ -168,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     if "--" in argv:  # everything after -- goes to pytest unchanged
         cut = argv.index("--")
         argv, extra = argv[:cut], argv[cut + 1:]
-    ns = build_parser().parse_args(argv)
+    ns, unknown = build_parser().parse_known_args(argv)
+    if unknown:  # named with the command whose options they are not
+        return _fail(f"unrecognized arguments: {' '.join(unknown)} (see regconform {ns.command} --help)")
     try:
         if ns.command == "run":
             return cmd_run(ns, extra)

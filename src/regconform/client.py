@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -225,14 +226,33 @@ class RegistryClient:
             if name != self.namespace and not name.startswith(self.namespace + "/"):
                 raise ClientError(f"refusing to touch repository {name!r}: outside the run's namespace {self.namespace!r}")
 
-    def remove_pushed(self) -> None:
-        """Delete what this client pushed (manifests first, then blobs); absent content is fine."""
-        for repo, digest in sorted(self.pushed_manifests):
-            self.delete_manifest(repo, digest)
-        for repo, digest in sorted(self.pushed_blobs):
-            self.delete_blob(repo, digest)
+    def remove_pushed(self) -> list[str]:
+        """Delete what this client pushed (manifests first, then blobs); absent content is fine.
+
+        Returns what could not be removed (one line each), so the run can say so instead of failing.
+        """
+        self.read_only.clear()  # the session is over: shared fixture repositories go too
+        left: list[str] = []
+        work = [(self.delete_manifest, "manifest", item) for item in sorted(self.pushed_manifests)]
+        work += [(self.delete_blob, "blob", item) for item in sorted(self.pushed_blobs)]
+        for delete, kind, (repo, digest) in work:
+            try:
+                status = delete(repo, digest).status_code
+            except (httpx.HTTPError, ClientError) as exc:
+                left.append(f"{kind} {repo}@{digest}: {type(exc).__name__}")
+                continue
+            if status not in (200, 202, 404):
+                left.append(f"{kind} {repo}@{digest}: DELETE answered {status}")
         self.pushed_manifests.clear()
         self.pushed_blobs.clear()
+        return left
+
+    def bearer_token(self, scope: str) -> str | None:
+        """A token from the registry's token service for exactly `scope` (auth checks narrow scopes)."""
+        from regconform.auth import RegistryAuth
+
+        auth = self.http.auth
+        return auth.token_for(self.http, scope) if isinstance(auth, RegistryAuth) else None
 
     # -- base -----------------------------------------------------------------------------
 
@@ -463,6 +483,18 @@ def _page(n: int | None, last: str | None) -> dict[str, Any] | None:
     if last is not None:
         params["last"] = last
     return params or None
+
+
+def tls_verify(ca_cert: str | None, insecure: bool) -> bool | ssl.SSLContext:
+    """httpx `verify=`: off with --insecure, a context trusting --ca-cert, else the default CAs.
+
+    Raises OSError / ssl.SSLError for an unreadable or malformed CA file.
+    """
+    if insecure:
+        return False
+    if ca_cert:
+        return ssl.create_default_context(cafile=ca_cert)
+    return True
 
 
 def verify_digest(data: bytes, digest: str, what: str) -> None:

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import pytest
 
 from regconform import __version__, record
 from regconform.checks import Unsupported
-from regconform.client import Exchange, RegistryClient
+from regconform.client import Exchange, RegistryClient, tls_verify
 from regconform.errors import SetupError
 from regconform.images import FORMATS, FixtureSet, Format, fixture_set, push_fixture_set
 from regconform.profiles import Expectation, Profile, ProfileError, load_profile
@@ -44,6 +45,8 @@ FLAGS = [
     ("--insecure", "do not verify the registry's TLS certificate"),
     ("--pull", "allow pulling --registry-image from its registry when it is not present locally"),
     ("--keep", "keep what the run pushed to an external registry"),
+    ("--require-gc", "with --registry-url: refuse to run (instead of skipping the GC checks) without "
+                     "--gc-command and --restart-command"),
 ]
 MARKERS = [
     "workflow(name): the Distribution API workflow a check belongs to (pull, push, content-discovery, ...)",
@@ -93,8 +96,8 @@ class Settings:
     target_info: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def verify(self) -> bool | str:
-        return False if self.insecure else (self.ca_cert or True)
+    def verify(self) -> bool | ssl.SSLContext:
+        return tls_verify(self.ca_cert, self.insecure)
 
 
 SETTINGS = pytest.StashKey[Settings]()
@@ -133,11 +136,27 @@ def pytest_configure(config: pytest.Config) -> None:
         keep=opt("--keep"),
         run_id=run_id,
     )
+    _check_target_options(config.stash[SETTINGS], opt("--require-gc"))
     # Ctrl-C and SIGTERM both unwind through fixture teardown, which removes the containers.
     if hasattr(signal, "SIGTERM"):
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     if not _is_worker(config) and not config.getoption("--registry-url") and opt("--backend") == "docker":
         _reap_orphans_quietly()
+
+
+def _check_target_options(settings: Settings, require_gc: bool) -> None:
+    """Options that cannot work, as one-line usage errors before any check runs."""
+    try:
+        settings.verify  # noqa: B018 - loads --ca-cert
+    except (OSError, ssl.SSLError) as exc:
+        raise pytest.UsageError(f"--ca-cert {settings.ca_cert!r} is not a readable CA bundle: {exc}") from None
+    if require_gc and settings.registry_url:
+        missing = [name for name, value in (("--gc-command", settings.gc_command),
+                                            ("--restart-command", settings.restart_command)) if not value]
+        if missing:
+            raise pytest.UsageError(f"--require-gc: no {' and no '.join(missing)} for the registry at "
+                                    f"{settings.registry_url} (set them, or REGCONFORM_GC_COMMAND / "
+                                    "REGCONFORM_RESTART_COMMAND, or drop --require-gc)")
 
 
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
@@ -185,12 +204,13 @@ def _auth(settings: Settings) -> Any:
         return None
     from regconform.auth import RegistryAuth
 
-    return RegistryAuth(settings.username, settings.password or "", verify=settings.verify)
+    return RegistryAuth(settings.username, settings.password)
 
 
-def make_client(settings: Settings, url: str) -> RegistryClient:
+def make_client(settings: Settings, url: str, auth: Any = "settings") -> RegistryClient:
     """A client for one target, wired to the check record and fenced to the run's namespace."""
-    return RegistryClient(url, auth=_auth(settings), verify=settings.verify, on_exchange=record.on_exchange,
+    # `auth`: the run's credentials unless a check asks for others (None: none at all).
+    return RegistryClient(url, auth=_auth(settings) if auth == "settings" else auth, verify=settings.verify, on_exchange=record.on_exchange,
                           namespace=settings.namespace)
 
 
@@ -208,7 +228,8 @@ def start_embedded(settings: Settings, env: dict[str, str]) -> Target:
 def target(settings: Settings, pytestconfig: pytest.Config) -> Iterator[Target]:
     """The registry under test: external by URL, else one embedded registry per xdist worker."""
     if settings.registry_url:
-        tgt: Target = ExternalTarget(settings.registry_url, settings.gc_command, settings.restart_command)
+        tgt: Target = ExternalTarget(settings.registry_url, settings.gc_command, settings.restart_command,
+                                     verify=settings.verify)
     else:
         try:
             tgt = start_embedded(settings, registry_env(delete_enabled=True))
@@ -235,7 +256,26 @@ def registry(settings: Settings, target: Target) -> Iterator[RegistryClient]:
         if settings.registry_url and not settings.keep:
             client.record = False
             client.read_only.clear()
-            client.remove_pushed()
+            if left := client.remove_pushed():
+                import warnings
+
+                warnings.warn(f"regconform: {len(left)} pushed item(s) could not be removed from "
+                              f"{settings.registry_url}, e.g. {left[0]}", stacklevel=1)
+        client.close()
+
+
+@pytest.fixture
+def client_with(settings: Settings, target: Target) -> Iterator[Callable[[Any], RegistryClient]]:
+    """Factory for auth checks: `client_with(auth)` is a client of the target with other credentials
+    (an httpx.Auth, or None for none at all), recorded and fenced like `registry`; closed afterwards."""
+    made: list[RegistryClient] = []
+
+    def make(auth: Any) -> RegistryClient:
+        made.append(make_client(settings, target.url, auth=auth))
+        return made[-1]
+
+    yield make
+    for client in made:
         client.close()
 
 

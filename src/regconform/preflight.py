@@ -1,45 +1,111 @@
-"""Checking that a URL is a reachable registry before any check runs: one line per failure."""
+"""Checking an external target before any check runs: every failure is one SetupError line.
+
+Order: what needs no network first (URL shape, --require-gc, CA file, credentials given), then
+one `GET /v2/` (with the credentials, following a Basic or Bearer challenge). Messages never
+carry a password or a token: they name the URL, the user and what to do.
+"""
 
 from __future__ import annotations
 
+import socket
 import ssl
 
 import httpx
 
+from regconform.client import tls_verify
 from regconform.errors import SetupError
 
 
-def check_registry(url: str, *, username: str | None = None, password: str | None = None,
-                   verify: bool | str = True) -> None:
+def check_external(url: str, *, username: str | None = None, password: str | None = None,
+                   ca_cert: str | None = None, insecure: bool = False, gc_command: str | None = None,
+                   restart_command: str | None = None, require_gc: bool = False, timeout: float = 10.0) -> None:
+    check_url(url)
+    if require_gc:
+        missing = [name for name, value in (("--gc-command", gc_command), ("--restart-command", restart_command))
+                   if not value]
+        if missing:
+            raise SetupError(f"--require-gc: no {' and no '.join(missing)} for the registry at {url} "
+                             "(give them, or REGCONFORM_GC_COMMAND / REGCONFORM_RESTART_COMMAND, or drop --require-gc)")
+    try:
+        verify = tls_verify(ca_cert, insecure)
+    except (OSError, ssl.SSLError) as exc:
+        raise SetupError(f"--ca-cert {ca_cert!r} is not a readable CA bundle ({_first_line(exc)})") from None
+    if username and not password:
+        raise SetupError(f"--username {username!r} given but no password: pipe it to --password-stdin "
+                         "or set REGCONFORM_PASSWORD")
+    check_registry(url, username=username, password=password, verify=verify, timeout=timeout)
+
+
+def check_url(url: str) -> None:
     if not url.startswith(("http://", "https://")):
         raise SetupError(f"--registry-url {url!r} is not an http:// or https:// URL")
+    parsed = httpx.URL(url)
+    if parsed.userinfo:
+        # Never echo the URL back: it holds a secret.
+        raise SetupError("--registry-url must not carry credentials: give --username and the password "
+                         "via --password-stdin or REGCONFORM_PASSWORD")
+    if not parsed.host:
+        raise SetupError(f"--registry-url {url!r} names no host")
+    if parsed.path not in ("", "/"):
+        raise SetupError(f"--registry-url {url!r}: give the registry's root (scheme://host:port), not a path")
+
+
+def check_registry(url: str, *, username: str | None = None, password: str | None = None,
+                   verify: bool | ssl.SSLContext = True, timeout: float = 10.0) -> None:
+    """`GET /v2/` must answer 200 (after authenticating, if the registry asks)."""
     auth = None
     if username:
         from regconform.auth import RegistryAuth
 
-        auth = RegistryAuth(username, password or "", verify=verify)
+        auth = RegistryAuth(username, password)
+    base = url.rstrip("/")
     try:
-        with httpx.Client(verify=verify, timeout=10, auth=auth) as http:
-            resp = http.get(url.rstrip("/") + "/v2/")
+        with httpx.Client(verify=verify, timeout=timeout, auth=auth, follow_redirects=False) as http:
+            resp = http.get(base + "/v2/")
     except httpx.ConnectError as exc:
-        cause = exc.__context__ or exc.__cause__
-        if isinstance(cause, ssl.SSLError) or "CERTIFICATE" in str(exc).upper() or "SSL" in str(exc).upper():
-            raise SetupError(f"TLS failure talking to {url}: {_first_line(exc)} (give --ca-cert FILE, or --insecure)") from None
-        raise SetupError(f"cannot connect to {url}: {_first_line(exc)}") from None
+        raise SetupError(_connect_failure(base, exc)) from None
     except httpx.TimeoutException:
-        raise SetupError(f"{url} did not answer within 10 s") from None
+        raise SetupError(f"{base} did not answer within {timeout:g} s (is it reachable? --timeout sets the wait)") from None
     except httpx.HTTPError as exc:
-        raise SetupError(f"cannot talk to {url}: {_first_line(exc)}") from None
-    except OSError as exc:
-        raise SetupError(f"cannot use the TLS settings for {url}: {exc}") from None
+        raise SetupError(f"cannot talk to {base}: {_first_line(exc)}") from None
+    except (OSError, ssl.SSLError) as exc:
+        raise SetupError(f"cannot use the TLS settings for {base}: {_first_line(exc)}") from None
     if resp.status_code == 401:
         if username:
-            raise SetupError(f"{url} rejected the credentials of user {username!r} (401)")
-        raise SetupError(f"{url} requires authentication (401): give --username and the password via --password-stdin or REGCONFORM_PASSWORD")
+            raise SetupError(f"{base} rejected the credentials of user {username!r} (401)")
+        scheme = resp.headers.get("www-authenticate", "").split(" ", 1)[0] or "no"
+        raise SetupError(f"{base} requires authentication (401, {scheme} challenge): give --username and the "
+                         "password via --password-stdin or REGCONFORM_PASSWORD")
     if resp.status_code != 200:
-        raise SetupError(f"{url} does not look like a registry: GET /v2/ answered {resp.status_code}")
+        raise SetupError(f"{base} does not look like a registry: GET /v2/ answered {resp.status_code} "
+                         "(expected 200, or 401 with a challenge)")
 
 
-def _first_line(exc: Exception) -> str:
+def _connect_failure(base: str, exc: httpx.ConnectError) -> str:
+    where = base
+    target = httpx.URL(base)
+    failed = exc.request.url if exc._request is not None else target  # noqa: SLF001 - .request raises when unset
+    if (failed.host, failed.port) != (target.host, target.port):
+        where = f"the token service {failed.scheme}://{failed.host}:{failed.port} named by {base}"
+    causes = _causes(exc)
+    if any(isinstance(c, ssl.SSLError) for c in causes) or "SSL" in str(exc).upper():
+        return f"TLS failure talking to {where}: {_first_line(exc)} (give --ca-cert FILE, or --insecure)"
+    if any(isinstance(c, socket.gaierror) for c in causes) or "name or service not known" in str(exc).lower():
+        return f"cannot resolve the host of {where} ({_first_line(exc)})"
+    if any(isinstance(c, ConnectionRefusedError) for c in causes) or "refused" in str(exc).lower():
+        return f"cannot connect to {where}: connection refused (is the registry running and the port right?)"
+    return f"cannot connect to {where}: {_first_line(exc)}"
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]

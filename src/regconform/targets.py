@@ -277,9 +277,11 @@ class ProcessTarget(Target):
 class ExternalTarget(Target):
     """A registry named by URL. Maintenance only through commands the user gives explicitly."""
 
-    def __init__(self, url: str, gc_command: str | None = None, restart_command: str | None = None) -> None:
+    def __init__(self, url: str, gc_command: str | None = None, restart_command: str | None = None,
+                 verify: object = True) -> None:
         super().__init__(url=url.rstrip("/"), description=f"registry at {url}")
         self.gc_command, self.restart_command = gc_command, restart_command
+        self.verify = verify  # httpx verify= (bool or ssl.SSLContext), for the readiness poll
         self.can_gc = gc_command is not None
         self.can_restart = restart_command is not None
 
@@ -297,7 +299,7 @@ class ExternalTarget(Target):
         proc = subprocess.run(self.restart_command, shell=True, capture_output=True, text=True)
         if proc.returncode != 0:
             raise SetupError(f"--restart-command exited {proc.returncode}: {proc.stderr.strip()[:200]}")
-        wait_until_ready(self.url)
+        wait_until_ready(self.url, verify=self.verify)  # type: ignore[arg-type]
 
 
 def registry_env(delete_enabled: bool = True, extra: dict[str, str] | None = None) -> dict[str, str]:
