@@ -62,7 +62,7 @@ def _env_flag(name: str) -> bool:
 
 
 def _pytest_args(ns: argparse.Namespace, report_dir: Path) -> list[str]:
-    args = ["-p", "regconform.plugin", str(SUITES), f"--rootdir={SUITES.parent}",
+    args = ["-p", "regconform.plugin", str(SUITES), f"--ignore={SUITES / 'mirror'}", f"--rootdir={SUITES.parent}",
             f"--junitxml={report_dir / 'junit.xml'}", f"--alluredir={report_dir / 'allure-results'}",
             f"--report-dir={report_dir}", f"--profile={ns.profile}", f"--backend={ns.backend}",
             f"--registry-image={ns.registry_image}", "-q", "-rfEs"]
@@ -168,10 +168,112 @@ def build_parser() -> argparse.ArgumentParser:
     setup.add_argument("--no-docker", action="store_true", help="only the registry binary (process backend)")
     sub.add_parser("cleanup", help="remove containers left by killed runs")
     sub.add_parser("profiles", help="list the known profiles")
+    _add_mirror_parser(sub)
     from regconform import load
 
     load.add_parser(sub)
     return parser
+
+
+def _add_mirror_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    env = os.environ.get
+    p = sub.add_parser("mirror", help="check a mirror (pull-through cache): embedded pairs, or an existing "
+                                      "deployment with --mirror-url and --upstream-url")
+    p.add_argument("--mirror-url", default=env("REGCONFORM_MIRROR_URL"), help="the mirror to check (read-only)")
+    p.add_argument("--upstream-url", default=env("REGCONFORM_UPSTREAM_URL"), help="the registry the mirror pulls from")
+    p.add_argument("--image", action="append", default=env("REGCONFORM_IMAGE", "").split(), metavar="REPO:TAG",
+                   help="existing image the mirror must serve as the upstream does (repeatable; REPO@DIGEST too)")
+    p.add_argument("--push-fixtures", action="store_true", default=_env_flag("REGCONFORM_PUSH_FIXTURES"),
+                   help="push fixture images to the upstream (never to the mirror) for the full set of checks")
+    p.add_argument("--upstream-username", default=env("REGCONFORM_UPSTREAM_USERNAME"),
+                   help="upstream user (password from REGCONFORM_UPSTREAM_PASSWORD)")
+    p.add_argument("--upstream-stop-command", default=env("REGCONFORM_UPSTREAM_STOP_COMMAND"),
+                   help="shell command that stops the upstream (enables the upstream-down checks)")
+    p.add_argument("--upstream-start-command", default=env("REGCONFORM_UPSTREAM_START_COMMAND"))
+    p.add_argument("--registry-image", default=env("REGCONFORM_REGISTRY_IMAGE", "registry:2"),
+                   help="image of the embedded pairs (without --mirror-url)")
+    p.add_argument("--profile", default=env("REGCONFORM_PROFILE", "distribution-2.8"))
+    p.add_argument("--namespace", default=env("REGCONFORM_NAMESPACE"))
+    p.add_argument("--report-dir", default=env("REGCONFORM_REPORT_DIR", "reports"))
+    p.add_argument("--username", default=env("REGCONFORM_USERNAME"), help="mirror user (if the mirror requires one)")
+    p.add_argument("--password-stdin", action="store_true", help="read the mirror user's password from standard input")
+    p.add_argument("--ca-cert", default=env("REGCONFORM_CA_CERT"))
+    p.add_argument("--insecure", action="store_true", default=_env_flag("REGCONFORM_INSECURE"))
+    p.add_argument("--pull", action="store_true", help="allow pulling --registry-image when absent")
+    p.add_argument("--keep", action="store_true", help="keep the fixture images pushed to the upstream")
+    p.add_argument("-n", dest="workers", default=env("REGCONFORM_WORKERS"))
+    p.add_argument("-k", dest="keyword", default=env("REGCONFORM_KEYWORD"))
+    p.add_argument("-m", dest="markexpr", default=env("REGCONFORM_MARKEXPR"))
+
+
+def _mirror_preflight(ns: argparse.Namespace) -> None:
+    import ssl
+
+    from regconform.preflight import check_registry
+    from regconform.profiles import ProfileError, load_profile
+
+    external = [ns.mirror_url, ns.upstream_url]
+    if any(external) and not all(external):
+        raise SetupError("give both --mirror-url and --upstream-url (or neither, for the embedded mirror pairs)")
+    needs_urls = [name for name, value in (("--image", ns.image), ("--push-fixtures", ns.push_fixtures),
+                                           ("--upstream-stop-command", ns.upstream_stop_command)) if value]
+    if needs_urls and not ns.mirror_url:
+        raise SetupError(f"{needs_urls[0]} needs --mirror-url and --upstream-url")
+    if bool(ns.upstream_stop_command) != bool(ns.upstream_start_command):
+        raise SetupError("give both --upstream-stop-command and --upstream-start-command, or neither")
+    try:
+        load_profile(ns.profile)
+    except ProfileError as exc:
+        raise SetupError(str(exc)) from None
+    if ns.password_stdin:
+        os.environ["REGCONFORM_PASSWORD"] = sys.stdin.readline().rstrip("\r\n")
+    if not ns.mirror_url:
+        from regconform.engine import docker_client
+        from regconform.imagebuild import resolve_registry_image
+
+        resolve_registry_image(docker_client(), ns.registry_image, pull=ns.pull)
+        return
+    try:
+        verify: bool | ssl.SSLContext = False if ns.insecure else (
+            ssl.create_default_context(cafile=ns.ca_cert) if ns.ca_cert else True)
+    except (OSError, ssl.SSLError) as exc:
+        raise SetupError(f"--ca-cert {ns.ca_cert!r} is not a readable CA bundle ({exc})") from None
+    for url in external:
+        if not url.startswith(("http://", "https://")):
+            raise SetupError(f"{url!r} is not an http:// or https:// URL")
+    check_registry(ns.mirror_url, username=ns.username, password=os.environ.get("REGCONFORM_PASSWORD"), verify=verify)
+    check_registry(ns.upstream_url, username=ns.upstream_username,
+                   password=os.environ.get("REGCONFORM_UPSTREAM_PASSWORD"), verify=verify)
+
+
+def cmd_mirror(ns: argparse.Namespace, extra: list[str]) -> int:
+    """The mirror suites (suites/mirror): same reports and exit codes as `run`."""
+    import pytest
+
+    _mirror_preflight(ns)
+    report_dir = Path(ns.report_dir)
+    shutil.rmtree(report_dir / "allure-results", ignore_errors=True)
+    args = ["-p", "regconform.plugin", str(SUITES / "mirror"), f"--rootdir={SUITES.parent}",
+            f"--junitxml={report_dir / 'junit.xml'}", f"--alluredir={report_dir / 'allure-results'}",
+            f"--report-dir={report_dir}", f"--profile={ns.profile}", f"--registry-image={ns.registry_image}",
+            "-q", "-rfEs"]
+    for opt in ("mirror_url", "upstream_url", "upstream_username", "upstream_stop_command", "upstream_start_command",
+                "namespace", "username", "ca_cert"):
+        if (value := getattr(ns, opt)) is not None:
+            args.append(f"--{opt.replace('_', '-')}={value}")
+    args += [f"--image={ref}" for ref in ns.image]
+    for flag in ("push_fixtures", "insecure", "pull", "keep"):
+        if getattr(ns, flag):
+            args.append(f"--{flag.replace('_', '-')}")
+    for flag, value in (("-n", ns.workers), ("-k", ns.keyword), ("-m", ns.markexpr)):
+        if value:
+            args += [flag, value]
+    code = int(pytest.main(args + extra))
+    if code in (0, 1):
+        return code
+    if code == 5:
+        return _fail("no check was selected (check -k / -m; without --push-fixtures or --image little is left)")
+    return EXIT_ERROR
 
 
 COMMANDS = {"run": cmd_run, "setup": cmd_setup, "cleanup": cmd_cleanup, "profiles": cmd_profiles}
@@ -189,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if ns.command == "run":
             return cmd_run(ns, extra)
+        if ns.command == "mirror":
+            return cmd_mirror(ns, extra)
         if ns.command == "load":
             from regconform.load import cmd_load
 

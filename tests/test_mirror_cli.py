@@ -1,0 +1,101 @@
+"""`regconform mirror` as a CI gate against an existing mirror deployment addressed by URL.
+
+The deployment is an embedded pair (upstream + distribution 2.8 mirror) this module starts; the
+gate only knows its URLs. Exit codes as `regconform run`: 0 as the profile says, 1 a deviation,
+2 usage or environment error (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import SELFTEST_RUN_ID, registry_image
+from faultproxy import FaultProxy, Response, Rule
+from regconform.client import RegistryClient
+from regconform.images import fixture_set, push_fixture_set
+from regconform.mirror import EmbeddedMirror
+from suiterun import SuiteRun, run_command
+
+pytestmark = pytest.mark.selftest_slow
+
+APP = "selftest-mirror/app"
+
+
+@pytest.fixture(scope="module")
+def pair() -> Iterator[EmbeddedMirror]:
+    pair = EmbeddedMirror(registry_image(), SELFTEST_RUN_ID, "open")
+    try:
+        with RegistryClient(pair.upstream_url) as upstream:  # an image the deployment already serves
+            push_fixture_set(upstream, APP, fixture_set("docker"))
+        yield pair
+    finally:
+        pair.close()
+
+
+def gate(report_dir: Path, *args: str) -> SuiteRun:
+    argv = [sys.executable, "-m", "regconform.cli", "mirror", f"--report-dir={report_dir}", *args]
+    return run_command(argv, report_dir=report_dir, timeout=400)
+
+
+def test_gate_passes_on_a_healthy_mirror(pair, tmp_path):
+    """Fixtures pushed to the upstream, named images, upstream stop/start by command: exit 0, full reports."""
+    assert pair.upstream is not None
+    cid = pair.upstream.container_id
+    run = gate(tmp_path, f"--mirror-url={pair.mirror_url}", f"--upstream-url={pair.upstream_url}", "--push-fixtures",
+               "--image", f"{APP}:v1", "--image", f"{APP}:multi",
+               f"--upstream-stop-command=docker stop -t 2 {cid}", f"--upstream-start-command=docker start {cid}")
+    assert run.returncode == 0, run.tail()
+    assert (tmp_path / "junit.xml").is_file() and (tmp_path / "behaviour.json").is_file()
+    named = run.outcomes("test_named_image_served_as_upstream")
+    assert sorted(named.values()) == ["passed", "passed"], named
+    for check in ("test_pull_by_tag", "test_pull_by_digest", "test_cached_content_served_while_upstream_down",
+                  "test_blob_upload_refused", "test_tag_moved_upstream"):
+        assert set(run.outcomes(check).values()) == {"passed"}, (check, run.outcomes(check), run.tail())
+    assert run.failed_ids() == []
+
+
+def test_gate_without_push_fixtures_writes_nothing(pair, tmp_path):
+    """Read-only: only the named image is checked, fixture checks are skipped, nothing reaches the upstream."""
+    namespace = "selftest-readonly"
+    run = gate(tmp_path, f"--mirror-url={pair.mirror_url}", f"--upstream-url={pair.upstream_url}",
+               f"--namespace={namespace}", "--image", f"{APP}:multi")
+    assert run.returncode == 0, run.tail()
+    assert run.outcome("test_named_image_served_as_upstream") == "passed"
+    assert set(run.outcomes("test_pull_by_tag").values()) == {"skipped"}
+    with RegistryClient(pair.upstream_url) as upstream, RegistryClient(pair.mirror_url) as mirror:
+        for client in (upstream, mirror):
+            repos = json.loads(client.catalog().content)["repositories"] or []
+            assert not [r for r in repos if r.startswith(namespace)], repos
+
+
+def test_gate_fails_on_a_mirror_serving_wrong_bytes(pair, tmp_path):
+    """Every blob corrupted by the mirror: the named-image check fails, exit 1, junit records the failure."""
+
+    def corrupt(response: Response) -> Response:
+        if response.status != 200 or not response.body:
+            return response
+        return Response(200, response.headers, response.body[:-1] + bytes([response.body[-1] ^ 0xFF]), response.request)
+
+    with FaultProxy(pair.mirror_url, [Rule(r"/blobs/sha256:", method="GET", transform=corrupt)]) as proxy:
+        run = gate(tmp_path, f"--mirror-url={proxy.url}", f"--upstream-url={pair.upstream_url}", "--image", f"{APP}:v1")
+    assert run.returncode == 1, run.tail()
+    assert run.outcome("test_named_image_served_as_upstream") == "failed"
+    assert "hashes to" in run.reason("test_named_image_served_as_upstream"), run.reason("test_named_image")
+    assert "failures=\"1\"" in (tmp_path / "junit.xml").read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--mirror-url=http://127.0.0.1:9"], "give both --mirror-url and --upstream-url"),
+    (["--image", "a:b"], "--image needs --mirror-url and --upstream-url"),
+    (["--mirror-url=http://127.0.0.1:9", "--upstream-url=http://127.0.0.1:9"], "cannot connect"),
+])
+def test_gate_usage_errors_exit_2_with_one_line(tmp_path, args, message):
+    run = gate(tmp_path, *args)
+    assert run.returncode == 2, run.tail()
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("regconform: error:") and message in lines[0], run.stderr
