@@ -1,0 +1,295 @@
+"""Every seed check can fail: one deviation mode per behaviour turns exactly the matching checks red.
+
+Each mode puts a FaultProxy with rules between the suites and a real registry, runs the seed
+checks against the proxy in a subprocess (`pytest suites --registry-url <proxy>`), and asserts
+from behaviour.json that exactly the expected checks failed, with a reason naming the deviation,
+and that every other seed check still passed. The clean proxy keeps all of them green.
+
+Garbage collection runs on a registry of its own (`gc_upstream`, fixed port so `docker restart`
+keeps the URL) and only the GC checks run there (-k): GC must never run on a registry other
+checks are using.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import httpx
+import pytest
+
+from faultproxy import Request, Response, Rule
+from regconform.client import sha256_digest
+from regconform.images import FORMATS, fixture_set
+from regconform.media import ALL_MANIFEST_TYPES
+
+pytestmark = pytest.mark.selftest_slow
+
+# The seed checks other than GC: behaviours 1 (tags), 2 (digest header), 3 (delete), 4 (delete by tag).
+SEED_CHECKS = [
+    "test_tags_list_names_every_pushed_tag",
+    "test_tags_list_follows_deletions",
+    "test_manifest_get_digest_header_is_digest_of_bytes_served",
+    "test_manifest_head_carries_digest_length_and_type",
+    "test_manifest_put_answers_digest_of_bytes_sent",
+    "test_manifest_get_without_accept",
+    "test_delete_manifest_by_digest_answers_202_and_removes_it_with_its_tags",
+    "test_delete_manifest_twice_answers_404",
+    "test_delete_manifest_by_tag_is_rejected_and_deletes_nothing",
+]
+GC_CHECKS = [
+    "test_gc_removes_blobs_only_the_deleted_image_used",
+    "test_gc_delete_untagged_removes_untagged_manifests_and_their_blobs",
+]
+MANIFEST_BY_DIGEST = r"^/v2/.+/manifests/sha256:[0-9a-f]{64}$"
+MANIFEST_BY_TAG = r"^/v2/.+/manifests/(?!sha256:)[^/?]+$"
+WRONG_DIGEST = "sha256:" + "0" * 64
+
+
+def k_expression(names: list[str]) -> str:
+    return " or ".join(names)
+
+
+def node_ids(names: list[str]) -> list[str]:
+    """Node ids of checks run once per fixture format (every seed check is parametrized by `fmt`)."""
+    return sorted(f"{name}[{fmt}]" for name in names for fmt in FORMATS)
+
+
+def short(node_id: str) -> str:
+    return node_id.rsplit("::", 1)[-1]
+
+
+@dataclass
+class Mode:
+    """A deviation: rules for the proxy, the checks it must turn red, what their reasons must say."""
+
+    name: str
+    rules: list[Rule]
+    red: list[str]
+    reason: list[str]  # regexes, all of which each red check's reason must match (case-insensitive)
+    did_something: Callable[[], bool] | None = None  # beyond rule hits (a transform may leave answers alone)
+    notes: dict[str, object] = field(default_factory=dict)
+
+
+# -- behaviour 1: tag listing -------------------------------------------------------------------------
+
+
+def tags_missing() -> Mode:
+    """tags/list leaves out the index's tag."""
+    hidden = {t for fmt in FORMATS for t in fixture_set(fmt).index.tags}
+    dropped: list[str] = []
+
+    def hide(resp: Response) -> Response:
+        if resp.status != 200:
+            return resp
+        doc = json.loads(resp.body)
+        kept = [t for t in doc.get("tags") or [] if t not in hidden]
+        if kept == (doc.get("tags") or []):
+            return resp
+        dropped.append(doc["name"])
+        return replace(resp, body=json.dumps({**doc, "tags": kept}).encode())
+
+    return Mode("tags/list missing a tag", [Rule(r"/tags/list", method="GET", transform=hide)],
+                red=["test_tags_list_names_every_pushed_tag"],
+                reason=[r"tags listed after push", "|".join(map(re.escape, sorted(hidden)))],
+                did_something=lambda: bool(dropped))
+
+
+# -- behaviour 2: digest header --------------------------------------------------------------------------
+
+
+def digest_dropped(method: str) -> Mode:
+    red = {"GET": "test_manifest_get_digest_header_is_digest_of_bytes_served",
+           "HEAD": "test_manifest_head_carries_digest_length_and_type",
+           "PUT": "test_manifest_put_answers_digest_of_bytes_sent"}[method]
+    return Mode(f"no Docker-Content-Digest on manifest {method}",
+                [Rule(r"/manifests/", method=method, drop_headers=("Docker-Content-Digest",))],
+                red=[red], reason=[r"no docker-content-digest header", method])
+
+
+def digest_wrong() -> Mode:
+    rules = [Rule(r"/manifests/", method=m, set_headers={"Docker-Content-Digest": WRONG_DIGEST}) for m in ("GET", "HEAD")]
+    return Mode("wrong Docker-Content-Digest on manifest GET and HEAD", rules,
+                red=["test_manifest_get_digest_header_is_digest_of_bytes_served",
+                     "test_manifest_head_carries_digest_length_and_type"],
+                reason=[r"Docker-Content-Digest of (GET|HEAD)", re.escape(WRONG_DIGEST)])
+
+
+def accept_ignored() -> Mode:
+    """A GET without Accept is served as if it accepted every manifest type (2.8.2 refuses it)."""
+
+    def add_accept(req: Request) -> Request:
+        if req.headers.get("accept", "*/*") != "*/*":  # httpx sends */* when a client names no type
+            return req
+        headers = req.headers.copy()
+        headers["Accept"] = ", ".join(ALL_MANIFEST_TYPES)
+        return replace(req, headers=headers)
+
+    return Mode("GET without Accept served anyway", [Rule(MANIFEST_BY_TAG, method="GET", rewrite=add_accept)],
+                red=["test_manifest_get_without_accept"], reason=[r"without Accept", r"got 200"])
+
+
+# -- behaviour 3: delete semantics ---------------------------------------------------------------------
+
+
+def delete_answers_200() -> Mode:
+    return Mode("DELETE by digest answers 200", [Rule(MANIFEST_BY_DIGEST, method="DELETE", status=200)],
+                red=["test_delete_manifest_by_digest_answers_202_and_removes_it_with_its_tags",
+                     "test_delete_manifest_twice_answers_404"],
+                reason=[r"DELETE", r"expected 202", r"got 200"])
+
+
+def delete_with_body() -> Mode:
+    def add_body(resp: Response) -> Response:
+        return replace(resp, body=b'{"deleted": true}') if resp.status == 202 else resp
+
+    return Mode("DELETE by digest answers 202 with a body",
+                [Rule(MANIFEST_BY_DIGEST, method="DELETE", transform=add_body)],
+                red=["test_delete_manifest_by_digest_answers_202_and_removes_it_with_its_tags"],
+                reason=[r"body of the DELETE answer", re.escape("deleted")])
+
+
+def second_delete_202() -> Mode:
+    flipped: list[int] = []
+
+    def accept_again(resp: Response) -> Response:
+        if resp.status != 404:
+            return resp
+        flipped.append(resp.status)
+        return Response(202, {"Docker-Distribution-Api-Version": "registry/2.0"}, b"", resp.request)
+
+    return Mode("second DELETE answers 202", [Rule(MANIFEST_BY_DIGEST, method="DELETE", transform=accept_again)],
+                red=["test_delete_manifest_twice_answers_404"], reason=[r"second DELETE", r"got 202"],
+                did_something=lambda: bool(flipped))
+
+
+# -- behaviour 4: delete by tag ---------------------------------------------------------------------------
+
+
+def delete_by_tag_accepted(upstream: str) -> Mode:
+    """DELETE by tag is turned into DELETE by the tag's digest, so it really deletes (202)."""
+
+    def by_digest(req: Request) -> Request:
+        head = httpx.head(upstream + req.path, headers={"Host": req.headers["host"], "Accept": ", ".join(ALL_MANIFEST_TYPES)})
+        digest = head.headers.get("docker-content-digest")
+        if head.status_code != 200 or not digest:
+            return req
+        return replace(req, path=req.path.rsplit("/", 1)[0] + "/" + digest)
+
+    return Mode("DELETE by tag accepted", [Rule(MANIFEST_BY_TAG, method="DELETE", rewrite=by_digest)],
+                red=["test_delete_manifest_by_tag_is_rejected_and_deletes_nothing"],
+                reason=[r"DELETE manifest by tag", r"expected 400 DIGEST_INVALID", r"got 202"])
+
+
+# -- behaviour 5: blobs after garbage collection ----------------------------------------------------------
+
+
+def deleted_blobs_served() -> Mode:
+    """After GC and restart, blobs the registry removed are still answered 200 with their bytes.
+
+    Only for blobs a pushed manifest referenced (a push first asks HEAD whether the blob exists:
+    answering 200 then would skip the upload, which is a different fault).
+    """
+    known = {b.digest: b.data for fmt in FORMATS for img in fixture_set(fmt).images for b in img.blobs}
+    committed: set[tuple[str, str]] = set()  # (repository, blob digest) a pushed manifest references
+    served: list[str] = []
+
+    def note_references(req: Request) -> Request:
+        repo = req.path.split("/manifests/", 1)[0]
+        committed.update((repo, m.decode()) for m in re.findall(rb"sha256:[0-9a-f]{64}", req.body))
+        return req
+
+    def keep_serving(resp: Response) -> Response:
+        assert resp.request is not None
+        repo, _, digest = resp.request.path.partition("/blobs/")
+        if resp.status != 404 or (repo, digest) not in committed or digest not in known:
+            return resp
+        served.append(digest)
+        data = known[digest]
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(len(data)),
+                   "Docker-Content-Digest": digest, "Docker-Distribution-Api-Version": "registry/2.0"}
+        return Response(200, headers, data, resp.request)
+
+    rules = [Rule(r"/manifests/", method="PUT", rewrite=note_references),
+             Rule(r"^/v2/.+/blobs/sha256:[0-9a-f]{64}$", transform=keep_serving)]
+    return Mode("deleted blobs still served after GC", rules, red=GC_CHECKS,
+                reason=[r"(HEAD|GET) blob sha256:[0-9a-f]{64} only (untagged )?alpha used", r"expected 404 BLOB_UNKNOWN",
+                        r"got 200"],
+                did_something=lambda: bool(served))
+
+
+# -- the self-tests ------------------------------------------------------------------------------------
+
+
+def assert_mode(run, mode: Mode, checks: list[str], proxy) -> None:
+    want_red = node_ids(mode.red)
+    got = {short(i): o for i, o in run.outcomes().items()}
+    assert sorted(got) == node_ids(checks), f"{mode.name}: the run did not record every seed check\n{run.tail()}"
+    red = sorted(short(i) for i in run.failed_ids())
+    assert red == want_red, f"{mode.name}: expected exactly {want_red} red, got {red}\n{run.tail()}"
+    for check in checks:
+        for node in node_ids([check]):
+            if node not in want_red:
+                assert got[node] == "passed", f"{mode.name}: {node} should pass, was {got[node]}\n{run.tail()}"
+    for node in want_red:
+        reason = run.reason(node)
+        for pattern in mode.reason:
+            assert re.search(pattern, reason, re.IGNORECASE), f"{mode.name}: reason of {node} lacks /{pattern}/: {reason}"
+        assert "Traceback" not in reason and "KeyError" not in reason, f"{mode.name}: {node} crashed: {reason}"
+    assert proxy.hits, f"{mode.name}: no rule fired"
+    if mode.did_something is not None:
+        assert mode.did_something(), f"{mode.name}: the rules fired but never changed an answer"
+    assert run.returncode == 1, f"{mode.name}: a run with red checks must exit 1, got {run.returncode}"
+
+
+def test_clean_proxy_keeps_the_seed_checks_green(fault_proxy, run_suites):
+    """Through a proxy without rules, every seed check passes (the proxy itself is transparent)."""
+    proxy = fault_proxy()
+    run = run_suites(proxy.url, "-k", k_expression(SEED_CHECKS), "--ignore=suites/mirror")
+    assert run.returncode == 0, run.tail()
+    assert sorted(short(i) for i in run.passed_ids()) == node_ids(SEED_CHECKS), run.tail()
+    assert proxy.hits == []
+
+
+MODES: dict[str, Callable[[str], Mode]] = {
+    "tags-missing": lambda up: tags_missing(),
+    "digest-dropped-get": lambda up: digest_dropped("GET"),
+    "digest-dropped-head": lambda up: digest_dropped("HEAD"),
+    "digest-dropped-put": lambda up: digest_dropped("PUT"),
+    "digest-wrong": lambda up: digest_wrong(),
+    "accept-ignored": lambda up: accept_ignored(),
+    "delete-200": lambda up: delete_answers_200(),
+    "delete-body": lambda up: delete_with_body(),
+    "second-delete-202": lambda up: second_delete_202(),
+    "delete-by-tag-accepted": delete_by_tag_accepted,
+}
+
+
+@pytest.mark.parametrize("mode_name", list(MODES))
+def test_deviation_turns_exactly_the_matching_check_red(mode_name, upstream, fault_proxy, run_suites):
+    """Each deviation mode: exactly its checks fail (both formats), naming the deviation; the rest stay green."""
+    mode = MODES[mode_name](upstream.url)
+    proxy = fault_proxy(mode.rules)
+    run = run_suites(proxy.url, "-k", k_expression(SEED_CHECKS), "--ignore=suites/mirror")
+    assert_mode(run, mode, SEED_CHECKS, proxy)
+
+
+def test_gc_checks_pass_through_a_clean_proxy(gc_upstream, fault_proxy, run_suites):
+    """GC on an external target (--gc-command/--restart-command) through a clean proxy: green."""
+    proxy = fault_proxy(upstream_url=gc_upstream.url)
+    run = run_suites(proxy.url, "-k", k_expression(GC_CHECKS), "--ignore=suites/mirror", *gc_upstream.options)
+    assert run.returncode == 0, run.tail()
+    assert sorted(short(i) for i in run.passed_ids()) == node_ids(GC_CHECKS), run.tail()
+    facts = [run.record(f"{GC_CHECKS[0]}[{fmt}]")["observations"] for fmt in FORMATS]
+    # 2.8.2's stale descriptor cache, recorded (not failed) between GC and restart
+    assert all(obs.get("stale_cache") is True for obs in facts), facts
+
+
+def test_deleted_blobs_served_after_gc_turn_the_gc_checks_red(gc_upstream, fault_proxy, run_suites):
+    """A registry that keeps serving collected blobs after GC and restart fails both GC checks."""
+    mode = deleted_blobs_served()
+    proxy = fault_proxy(mode.rules, upstream_url=gc_upstream.url)
+    run = run_suites(proxy.url, "-k", k_expression(GC_CHECKS), "--ignore=suites/mirror", *gc_upstream.options)
+    assert_mode(run, mode, GC_CHECKS, proxy)
