@@ -12,6 +12,7 @@ if [ "$(id -u)" = 0 ]; then
   command -v skopeo >/dev/null || need+=(skopeo)
   command -v htpasswd >/dev/null || need+=(apache2-utils)
   command -v openssl >/dev/null || need+=(openssl)
+  command -v chromium >/dev/null || need+=(chromium)  # report.html screenshot self-test (headless)
   if [ "${1:-}" != "--no-docker" ] && ! command -v dockerd >/dev/null; then need+=(docker.io); fi
   if [ ${#need[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive

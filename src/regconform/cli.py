@@ -52,6 +52,8 @@ def _add_target_options(p: argparse.ArgumentParser) -> None:
                    help="with --registry-url: exit 2 unless --gc-command and --restart-command are given")
     p.add_argument("--timeout", type=float, default=float(env("REGCONFORM_TIMEOUT", "10")),
                    help="seconds to wait for the registry's first answer (default 10)")
+    p.add_argument("--registry-env", action="append", default=os.environ.get("REGCONFORM_REGISTRY_ENV", "").split(),
+                   metavar="KEY=VALUE", help="extra environment of the embedded registry (repeatable)")
     p.add_argument("-n", dest="workers", default=env("REGCONFORM_WORKERS"), help="pytest-xdist workers (number or 'auto')")
     p.add_argument("-k", dest="keyword", default=env("REGCONFORM_KEYWORD"), help="only checks matching this pytest expression")
     p.add_argument("-m", dest="markexpr", default=env("REGCONFORM_MARKEXPR"), help="only checks matching this marker expression")
@@ -69,6 +71,7 @@ def _pytest_args(ns: argparse.Namespace, report_dir: Path) -> list[str]:
     for opt in ("registry_url", "namespace", "gc_command", "restart_command", "username", "ca_cert"):
         if (value := getattr(ns, opt)) is not None:
             args.append(f"--{opt.replace('_', '-')}={value}")
+    args += [f"--registry-env={pair}" for pair in ns.registry_env]
     for flag in ("insecure", "pull", "keep", "require_gc"):
         if getattr(ns, flag):
             args.append(f"--{flag.replace('_', '-')}")
@@ -169,10 +172,86 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("cleanup", help="remove containers left by killed runs")
     sub.add_parser("profiles", help="list the known profiles")
     _add_mirror_parser(sub)
+    _add_diff_parsers(sub)
     from regconform import load
 
     load.add_parser(sub)
     return parser
+
+
+def _add_diff_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    diff = sub.add_parser("diff", help="behaviour changes between two runs (behaviour.json files)")
+    diff.add_argument("old", type=Path, help="behaviour.json of the old (reference) run")
+    diff.add_argument("new", type=Path, help="behaviour.json of the new run")
+    diff.add_argument("--allow", type=Path, help="allow-list (TOML) of expected changes")
+    diff.add_argument("--format", choices=["text", "markdown", "html"], default="text")
+    diff.add_argument("-o", "--output", type=Path, help="write the diff here instead of standard output")
+    cmp = sub.add_parser("compare", help="run the suites against two registries and diff their behaviour")
+    cmp.add_argument("--image", action="append", default=[], help="embedded registry image (give 1 or 2)")
+    cmp.add_argument("--registry-url", action="append", default=[], help="existing registry (give 2)")
+    cmp.add_argument("--env-a", action="append", default=[], metavar="KEY=VALUE", help="registry env of side A")
+    cmp.add_argument("--env-b", action="append", default=[], metavar="KEY=VALUE", help="registry env of side B")
+    cmp.add_argument("--profile", default=os.environ.get("REGCONFORM_PROFILE", "distribution-2.8"))
+    cmp.add_argument("--backend", choices=["docker", "process"], default=os.environ.get("REGCONFORM_BACKEND", "docker"))
+    cmp.add_argument("--report-dir", type=Path, default=Path(os.environ.get("REGCONFORM_REPORT_DIR", "reports")))
+    cmp.add_argument("--allow", type=Path, help="allow-list (TOML) of expected changes")
+    cmp.add_argument("--username", default=os.environ.get("REGCONFORM_USERNAME"))
+    cmp.add_argument("--insecure", action="store_true")
+    cmp.add_argument("-n", dest="workers")
+    cmp.add_argument("-k", dest="keyword")
+    cmp.add_argument("-m", dest="markexpr")
+
+
+def cmd_diff(ns: argparse.Namespace) -> int:
+    from regconform.diff import DiffInputError, blocking, diff_files, render
+
+    try:
+        changes, old, new = diff_files(ns.old, ns.new, ns.allow)
+    except DiffInputError as exc:
+        return _fail(str(exc))
+    text = render(changes, old, new, ns.format)
+    if ns.output:
+        ns.output.write_text(text)
+    else:
+        sys.stdout.write(text)
+    return EXIT_FAILED if blocking(changes) else EXIT_OK
+
+
+def cmd_compare(ns: argparse.Namespace) -> int:
+    """Side A and B: `regconform run` each (own process, own report dir), then diff B against A."""
+    import subprocess
+
+    from regconform.diff import DiffInputError, blocking, diff_files, render
+
+    if ns.registry_url and (len(ns.registry_url) != 2 or ns.image or ns.env_a or ns.env_b):
+        return _fail("compare: give --registry-url twice, and no --image or --env-a/--env-b with it")
+    if not ns.registry_url and not (1 <= len(ns.image) <= 2):
+        return _fail("compare: give --image twice (or once, with --env-a/--env-b), or --registry-url twice")
+    common = ["--profile", ns.profile, "--backend", ns.backend]
+    for flag, value in (("--username", ns.username), ("-n", ns.workers), ("-k", ns.keyword), ("-m", ns.markexpr)):
+        if value:
+            common += [flag, value]
+    common += ["--insecure"] if ns.insecure else []
+    sides = []
+    for i, name in enumerate(("a", "b")):
+        if ns.registry_url:
+            target = ["--registry-url", ns.registry_url[i]]
+        else:
+            target = ["--registry-image", ns.image[min(i, len(ns.image) - 1)]]
+            target += [f"--registry-env={pair}" for pair in (ns.env_a if name == "a" else ns.env_b)]
+        sides.append(ns.report_dir / name)
+        argv = [sys.executable, "-m", "regconform.cli", "run", "--report-dir", str(sides[-1]), *target, *common]
+        print(f"regconform compare: side {name.upper()}: {' '.join(argv[3:])}", flush=True)
+        if subprocess.run(argv).returncode not in (EXIT_OK, EXIT_FAILED):
+            return _fail(f"compare: the run of side {name.upper()} did not complete (see above)")
+    try:
+        changes, old, new = diff_files(sides[0] / "behaviour.json", sides[1] / "behaviour.json", ns.allow)
+    except DiffInputError as exc:
+        return _fail(str(exc))
+    for fmt, filename in (("text", "diff.txt"), ("markdown", "diff.md"), ("html", "diff.html")):
+        (ns.report_dir / filename).write_text(render(changes, old, new, fmt))
+    sys.stdout.write(render(changes, old, new, "text"))
+    return EXIT_FAILED if blocking(changes) else EXIT_OK
 
 
 def _add_mirror_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -276,7 +355,8 @@ def cmd_mirror(ns: argparse.Namespace, extra: list[str]) -> int:
     return EXIT_ERROR
 
 
-COMMANDS = {"run": cmd_run, "setup": cmd_setup, "cleanup": cmd_cleanup, "profiles": cmd_profiles}
+COMMANDS = {"run": cmd_run, "setup": cmd_setup, "cleanup": cmd_cleanup, "profiles": cmd_profiles,
+            "diff": cmd_diff, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,7 +54,6 @@ MARKERS = [
     "needs_gc: the check runs garbage collection and restarts the registry (own registry)",
     "readonly: the check only reads `pushed`, so it shares one push per worker and format (writes to it are refused)",
 ]
-RECORD_KEY = "regconform"
 
 
 def env_name(option: str) -> str:
@@ -69,10 +68,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for name, help_text in FLAGS:
         group.addoption(name, action="store_true", default=os.environ.get(env_name(name), "") not in ("", "0", "false"),
                         help=f"{help_text} [{env_name(name)}]")
+    # Repeatable, so not in OPTIONS; the environment variable holds space-separated KEY=VALUE pairs.
+    group.addoption("--registry-env", action="append", metavar="KEY=VALUE",
+                    default=os.environ.get(env_name("--registry-env"), "").split(),
+                    help="extra environment of the embedded registry under test, e.g. "
+                         f"REGISTRY_STORAGE_DELETE_ENABLED=false (repeatable) [{env_name('--registry-env')}]")
     # Mirror deployments (suites/mirror, `regconform mirror`): options live with the topology.
     from regconform.mirror import add_mirror_options
 
     add_mirror_options(group)
+
+
+def parse_registry_env(pairs: list[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise pytest.UsageError(f"--registry-env {pair!r}: expected KEY=VALUE")
+        env[key] = value
+    return env
 
 
 @dataclass
@@ -92,12 +106,21 @@ class Settings:
     pull: bool
     keep: bool
     run_id: str
+    registry_env: dict[str, str] = field(default_factory=dict)
     records: list[dict[str, Any]] = field(default_factory=list)
     target_info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def verify(self) -> bool | ssl.SSLContext:
         return tls_verify(self.ca_cert, self.insecure)
+
+    @property
+    def registry_label(self) -> str:
+        """What the run tested, stable across runs (no port): the URL, or the image and its extra env."""
+        if self.registry_url:
+            return self.registry_url.rstrip("/")
+        extra = " ".join(f"{k}={v}" for k, v in sorted(self.registry_env.items()))
+        return f"{self.registry_image} {extra}".strip()
 
 
 SETTINGS = pytest.StashKey[Settings]()
@@ -135,6 +158,7 @@ def pytest_configure(config: pytest.Config) -> None:
         pull=opt("--pull"),
         keep=opt("--keep"),
         run_id=run_id,
+        registry_env=parse_registry_env(opt("--registry-env") or []),
     )
     _check_target_options(config.stash[SETTINGS], opt("--require-gc"))
     # Ctrl-C and SIGTERM both unwind through fixture teardown, which removes the containers.
@@ -210,8 +234,17 @@ def _auth(settings: Settings) -> Any:
 def make_client(settings: Settings, url: str, auth: Any = "settings") -> RegistryClient:
     """A client for one target, wired to the check record and fenced to the run's namespace."""
     # `auth`: the run's credentials unless a check asks for others (None: none at all).
-    return RegistryClient(url, auth=_auth(settings) if auth == "settings" else auth, verify=settings.verify, on_exchange=record.on_exchange,
+    return RegistryClient(url, auth=_auth(settings) if auth == "settings" else auth, verify=settings.verify, on_exchange=_on_exchange,
                           namespace=settings.namespace)
+
+
+def _on_exchange(ex: Exchange) -> None:
+    """Every exchange goes to the check's record and, as one step with attachments, to Allure."""
+    record.on_exchange(ex)
+    if record.current() is not None:
+        from regconform.report import allure_exchange_step
+
+        allure_exchange_step(ex)
 
 
 def start_embedded(settings: Settings, env: dict[str, str]) -> Target:
@@ -232,11 +265,13 @@ def target(settings: Settings, pytestconfig: pytest.Config) -> Iterator[Target]:
                                      verify=settings.verify)
     else:
         try:
-            tgt = start_embedded(settings, registry_env(delete_enabled=True))
+            tgt = start_embedded(settings, registry_env(True, settings.registry_env))
         except SetupError as exc:
             pytest.exit(f"regconform: {exc}", returncode=2)
     info = {"url": tgt.url, "target": tgt.description, "profile": settings.profile.name,
-            "backend": "external" if settings.registry_url else settings.backend, "harness": __version__}
+            "backend": "external" if settings.registry_url else settings.backend, "harness": __version__,
+            "registry": settings.registry_label, "registry_env": settings.registry_env,
+            "namespace": settings.namespace, "run_id": settings.run_id}
     settings.target_info = info
     if _is_worker(pytestconfig):
         pytestconfig.workeroutput["regconform_target"] = info  # type: ignore[attr-defined]
@@ -408,9 +443,28 @@ def _marker_arg(item: pytest.Item, name: str) -> str | None:
     return str(mark.args[0]) if mark and mark.args else None
 
 
+SETUP_EXCHANGES = pytest.StashKey[int]()
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     record.begin()
+    settings = item.config.stash[SETTINGS]
+    from regconform.report import allure_labels
+
+    allure_labels(_workflow_of(item), _title_of(item), _variant_of(item), _marker_arg(item, "spec"),
+                  settings.registry_label, settings.profile.name)
+
+
+def pytest_runtest_call(item: pytest.Item) -> None:
+    from regconform.report import allure_title
+
+    allure_title(_title_of(item), _variant_of(item))  # after setup: allure-pytest names the test there
+
+
+def _variant_of(item: pytest.Item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    return callspec.id if callspec else None
 
 
 @pytest.hookimpl(wrapper=True)
@@ -421,27 +475,41 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = (str(item.path), item.location[1] or 0, f"unsupported: {call.excinfo.value}")
         report.user_properties.append(("regconform_outcome", "unsupported"))
     rec = record.current()
-    if rec is not None and (call.when == "call" or report.outcome != "passed") and not _has_record(report):
-        report.user_properties.append((RECORD_KEY, json.dumps(_record_of(item, rec))))
+    if rec is not None and call.when == "setup":
+        item.stash[SETUP_EXCHANGES] = len(rec.exchanges)
+    if rec is not None and (call.when == "call" or report.outcome != "passed"):
+        # An attribute, not user_properties: it travels from xdist workers but stays out of junit.xml.
+        setattr(report, RECORD_ATTR, json.dumps(_record_of(item, rec)))
     if call.when == "teardown":
         record.end()
     return report
 
 
-def _has_record(report: pytest.TestReport) -> bool:
-    return any(k == RECORD_KEY for k, _ in report.user_properties)
+RECORD_ATTR = "regconform_record"
+
+
+def _workflow_of(item: pytest.Item) -> str:
+    module = item.module.__name__.rsplit(".", 1)[-1] if hasattr(item, "module") and item.module else ""
+    return _marker_arg(item, "workflow") or module.removeprefix("test_").replace("_", "-")
+
+
+def _title_of(item: pytest.Item) -> str:
+    doc = getattr(getattr(item, "function", None), "__doc__", None)
+    return doc.strip().splitlines()[0] if doc and doc.strip() else item.name
 
 
 def _record_of(item: pytest.Item, rec: record.CheckRecord) -> dict[str, Any]:
-    module = item.module.__name__.rsplit(".", 1)[-1] if hasattr(item, "module") and item.module else ""
+    facts = rec.observed_facts()
+    for fact in facts[:item.stash.get(SETUP_EXCHANGES, len(facts))]:
+        fact["setup"] = True  # made by fixtures (pushing the fixture images), not by the check itself
     return {
         "id": item.nodeid,
-        "workflow": _marker_arg(item, "workflow") or module.removeprefix("test_").replace("_", "-"),
+        "workflow": _workflow_of(item),
         "spec": _marker_arg(item, "spec"),
-        "title": (item.function.__doc__ or "").strip().splitlines()[0] if getattr(item, "function", None) and item.function.__doc__ else item.name,
+        "title": _title_of(item),
         "expectations": rec.expectations,
         "observations": rec.observations,
-        "facts": rec.observed_facts(),
+        "facts": facts,
         "exchanges": [ex.as_dict() for ex in rec.exchanges],
     }
 
@@ -453,19 +521,28 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Collect records on the controller (or the only process): workers ship them in user_properties."""
-    for key, value in report.user_properties:
-        if key != RECORD_KEY:
-            continue
-        doc = json.loads(value)
-        doc["outcome"] = _outcome(report)
-        doc["reason"] = _reason(report)
-        doc["phase"] = report.when
-        _collected.append(doc)
+    """Collect records on the controller (or the only process): workers ship them as a report attribute.
+
+    One record per check: a failing teardown after a passing call replaces the call's record.
+    """
+    value = getattr(report, RECORD_ATTR, None)
+    if value is None:
+        return
+    doc = json.loads(value)
+    doc["outcome"] = _outcome(report)
+    doc["reason"] = _reason(report)
+    doc["phase"] = report.when
+    if doc["id"] not in _collected or doc["outcome"] != "passed":
+        _collected[doc["id"]] = doc
 
 
-_collected: list[dict[str, Any]] = []
+_collected: dict[str, dict[str, Any]] = {}
 _target_info: dict[str, Any] = {}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _collected.clear()  # several runs in one process (tests, `regconform compare`) never mix records
+    _target_info.clear()
 
 
 def _outcome(report: pytest.TestReport) -> str:
@@ -502,7 +579,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     from regconform.report import write_reports
 
-    write_reports(settings.report_dir, sorted(_collected, key=lambda r: r["id"]), info, settings.profile)
+    allure_dir = getattr(session.config.option, "allure_report_dir", None)
+    write_reports(settings.report_dir, [_collected[k] for k in sorted(_collected)], info, settings.profile,
+                  allure_dir=Path(allure_dir) if allure_dir else None)
 
 
 __all__ = ["Exchange", "CapabilityMissing", "Pushed", "PrivateRegistry", "Settings"]

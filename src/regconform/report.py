@@ -1,34 +1,329 @@
-"""Writing the run's reports. behaviour.json is the record every other report is made from."""
+"""The run's reports, all made from one list of check records.
+
+- `behaviour.json`: one record per check with the facts that define behaviour, normalised so two
+  runs diff cleanly (no ports, run namespaces, upload ids, timestamps or durations);
+- `exchanges.json`: every exchange of every check in full (redacted), with the run's details;
+- `report.html` (self-contained) and `summary.md`, rendered from `templates/`;
+- Allure: labels, parameters and one step per exchange while checks run, `environment.properties`
+  at the end (written by the controller, never by an xdist worker).
+
+Credentials never reach any of them: the client redacts `Authorization` and token bodies before
+an exchange is recorded, and everything here starts from recorded exchanges.
+"""
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
 
 from regconform import __version__
+from regconform.client import Exchange, repository_of
 from regconform.profiles import Profile
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+OUTCOMES = ("failed", "error", "unsupported", "skipped", "passed")  # report order: what needs reading first
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+# -- Allure (called from the plugin inside the check's own process) ------------------------------
+
+
+def allure_labels(workflow: str, title: str, variant: str | None, spec: str | None, registry: str, profile: str) -> None:
+    """Epic = workflow, feature = behaviour, story = the behaviour per variant (docker/oci); the target
+    and profile are parameters, so runs against different registries or profiles get different
+    history ids and never merge in Allure."""
+    import allure
+
+    allure.dynamic.epic(workflow)
+    allure.dynamic.feature(title)
+    allure.dynamic.story(f"{title} [{variant}]" if variant else title)
+    if spec:
+        allure.dynamic.label("spec", spec)
+    allure.dynamic.parameter("registry", registry)
+    allure.dynamic.parameter("profile", profile)
+
+
+def allure_title(title: str, variant: str | None) -> None:
+    import allure
+
+    allure.dynamic.title(f"{title} [{variant}]" if variant else title)
+
+
+def exchange_title(ex: Exchange) -> str:
+    codes = " ".join(ex.error_codes())
+    return f"{ex.method} {ex.path} → {ex.status}{' ' + codes if codes else ''}"
+
+
+def request_text(ex: Exchange) -> str:
+    lines = [f"{ex.method} {ex.url}", *(f"{k}: {v}" for k, v in sorted(ex.request_headers.items()))]
+    return "\n".join(lines) + f"\n\n<{ex.request_body_size} bytes of body>\n"
+
+
+def response_text(ex: Exchange) -> str:
+    lines = [f"{ex.status}", *(f"{k}: {v}" for k, v in sorted(ex.response_headers.items()))]
+    return "\n".join(lines) + "\n\n" + (ex.response_excerpt or f"<{ex.response_body_size} bytes of body>") + "\n"
+
+
+def allure_exchange_step(ex: Exchange) -> None:
+    """One Allure step per HTTP exchange, request and response (already redacted) attached."""
+    import allure
+
+    with allure.step(exchange_title(ex)):
+        allure.attach(request_text(ex), name="request", attachment_type=allure.attachment_type.TEXT)
+        allure.attach(response_text(ex), name="response", attachment_type=allure.attachment_type.TEXT)
+
+
+def write_allure_environment(allure_dir: Path, target: dict[str, Any]) -> Path:
+    props = {
+        "registry": target.get("registry", ""),
+        "registry.target": target.get("target", ""),
+        "registry.url": target.get("url", ""),
+        "Docker-Distribution-Api-Version": target.get("api_version") or "(not sent)",
+        "profile": target.get("profile", ""),
+        "backend": target.get("backend", ""),
+        "harness": target.get("harness", __version__),
+    }
+    allure_dir.mkdir(parents=True, exist_ok=True)
+    path = allure_dir / "environment.properties"
+    path.write_text("".join(f"{_prop_escape(k, True)}={_prop_escape(str(v))}\n" for k, v in props.items()))
+    return path
+
+
+def _prop_escape(text: str, key: bool = False) -> str:
+    text = text.replace("\\", "\\\\").replace("\n", "\\n")
+    return re.sub(r"([=: ])", r"\\\1", text) if key else text
+
+
+# -- normalisation: what differs between two runs of the same registry is not behaviour -----------
+
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_STATE = re.compile(r"_state=[^&\s\"'>]+")
+_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?")
+
+
+class Normaliser:
+    """Replaces a check's run-specific names with placeholders, the same way in every run.
+
+    Repositories the check touched become `<repo>`, `<repo-2>`, ... in order of first use; any
+    other repository under the run's namespace becomes `<ns>/<other>`; origins (host:port) become
+    `<origin>`; upload ids, `_state` tokens and timestamps become placeholders too.
+    """
+
+    def __init__(self, namespace: str | None, exchanges: Iterable[dict[str, Any]]) -> None:
+        repos: list[str] = []
+        for ex in exchanges:
+            url = ex.get("url", "")
+            for name in [repository_of(url)[0], *parse_qs(urlsplit(url).query).get("from", [])]:
+                if name and name not in repos:
+                    repos.append(name)
+        own = [(name, "<repo>" if i == 0 else f"<repo-{i + 1}>") for i, name in enumerate(repos)]
+        own += [(quote(name, safe=""), label) for name, label in own]
+        # Longest first, so a repository named after another plus a suffix is replaced whole.
+        self.own = sorted(own, key=lambda r: len(r[0]), reverse=True)
+        self.namespaces = [namespace, quote(namespace, safe="")] if namespace else []
+        # Other checks' repositories (e.g. in a catalog page) depend on which checks ran before, on
+        # which worker: only "some other repository of this run" is stable.
+        alternatives = "|".join(re.escape(n) for n in self.namespaces)
+        self.foreign = re.compile(rf"(?:{alternatives})(?:(?:/|%2F)(?!(?:blobs|manifests|tags|referrers)/)[a-z0-9._-]+)+") if namespace else None
+
+    def text(self, value: str) -> str:
+        for old, new in self.own:
+            value = value.replace(old, new)
+        if self.foreign is not None:
+            value = self.foreign.sub("<ns>/<other>", value)
+        value = _ORIGIN.sub("<origin>", value)
+        value = _STATE.sub("_state=<state>", value)
+        value = _UUID.sub("<uuid>", value)
+        return _TIME.sub("<time>", value)
+
+    def value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, list):
+            return [self.value(v) for v in value]
+        if isinstance(value, dict):
+            return {self.text(str(k)): self.value(v) for k, v in value.items()}
+        return value
+
+
+# -- behaviour.json ----------------------------------------------------------------------------
+
+
+def check_record(raw: dict[str, Any], namespace: str | None) -> dict[str, Any]:
+    """The stable, diffable record of one check (the raw record also carries its exchanges)."""
+    norm = Normaliser(namespace, raw.get("exchanges", []))
+    return {
+        "id": raw["id"],
+        "workflow": raw["workflow"],
+        "spec": raw.get("spec"),
+        "title": raw.get("title") or raw["id"],
+        "outcome": raw["outcome"],
+        "reason": norm.text(raw["reason"]) if raw.get("reason") else None,
+        "phase": raw.get("phase", "call"),
+        "expectations": raw.get("expectations", {}),
+        "observations": norm.value(raw.get("observations", {})),
+        "facts": [_stable_fact(f) for f in norm.value(raw.get("facts", []))],
+    }
+
+
+_CONTENT = re.compile(r"^(GET|HEAD) /v2/.+/(blobs|manifests)/")
+
+
+def _stable_fact(fact: dict[str, Any]) -> dict[str, Any]:
+    """Content-Length is behaviour for blobs and manifests served (their bytes are fixed) and for
+    empty answers; other bodies (errors, tag lists, catalogs) name the run's repositories, so
+    their length changes from run to run and is kept as `<n>`."""
+    headers = fact.get("headers", {})
+    length = headers.get("content-length")
+    if length in (None, "0") or (_CONTENT.match(fact["request"]) and fact.get("status", 0) < 400):
+        return fact
+    return {**fact, "headers": {**headers, "content-length": "<n>"}}
+
+
+def api_version(records: list[dict[str, Any]]) -> str | None:
+    """The Docker-Distribution-Api-Version the registry sent (first one seen)."""
+    for rec in records:
+        for ex in rec.get("exchanges", []):
+            if value := ex.get("response_headers", {}).get("docker-distribution-api-version"):
+                return str(value)
+    return None
+
+
+def stable_target(target: dict[str, Any], profile: Profile, version: str | None) -> dict[str, Any]:
+    """What was tested, without what changes from run to run (port, run id, namespace)."""
+    return {
+        "registry": target.get("registry") or target.get("target") or "",
+        "target": target.get("target", ""),
+        "backend": target.get("backend", ""),
+        "registry_env": dict(sorted((target.get("registry_env") or {}).items())),
+        "profile": profile.name,
+        "api_version": version,
+    }
+
+
+def summarise(checks: list[dict[str, Any]]) -> dict[str, Any]:
+    total: dict[str, int] = {}
+    by_workflow: dict[str, dict[str, int]] = {}
+    for rec in checks:
+        total[rec["outcome"]] = total.get(rec["outcome"], 0) + 1
+        wf = by_workflow.setdefault(rec["workflow"], {})
+        wf[rec["outcome"]] = wf.get(rec["outcome"], 0) + 1
+    return {
+        "total": dict(sorted(total.items())),
+        "workflows": {name: dict(sorted(counts.items())) for name, counts in sorted(by_workflow.items())},
+    }
 
 
 def behaviour_document(records: list[dict[str, Any]], target: dict[str, Any], profile: Profile) -> dict[str, Any]:
-    counts: dict[str, int] = {}
-    for rec in records:
-        counts[rec["outcome"]] = counts.get(rec["outcome"], 0) + 1
+    namespace = target.get("namespace")
+    checks = sorted((check_record(r, namespace) for r in records), key=lambda c: c["id"])
     return {
         "schema": SCHEMA_VERSION,
         "harness": __version__,
         "profile": profile.name,
-        "target": target,
-        "summary": dict(sorted(counts.items())),
-        "checks": records,
+        "target": stable_target(target, profile, api_version(records)),
+        "summary": summarise(checks),
+        "checks": checks,
     }
 
 
-def write_reports(report_dir: Path, records: list[dict[str, Any]], target: dict[str, Any], profile: Profile) -> Path:
+def exchanges_document(records: list[dict[str, Any]], target: dict[str, Any]) -> dict[str, Any]:
+    """Full detail, run-specific by nature: kept out of behaviour.json so that one diffs cleanly."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "run": {k: target.get(k) for k in ("url", "target", "namespace", "run_id", "backend", "registry")},
+        "checks": {r["id"]: r.get("exchanges", []) for r in sorted(records, key=lambda r: r["id"])},
+    }
+
+
+# -- human-readable reports ----------------------------------------------------------------------
+
+
+def describe_expectation(exp: dict[str, Any]) -> str:
+    """`202`, `404 MANIFEST_UNKNOWN`, `405 UNSUPPORTED (unsupported)`, then headers and check-specific values."""
+    head = "/".join(map(str, exp["status"])) if exp.get("status") else "any status"
+    if exp.get("error"):
+        head += f" {exp['error']}"
+    extras = [name if value == "*" else f"{name}: {value}" for name, value in exp.get("headers", {}).items()]
+    extras += [f"{name}={json.dumps(value)}" for name, value in exp.get("values", {}).items()]
+    text = ", ".join([head, *extras])
+    return text if exp.get("supported", True) else f"{text} (unsupported)"
+
+
+def describe_fact(fact: dict[str, Any]) -> str:
+    codes = " ".join(fact.get("errors", []))
+    return f"{fact['request']} → {fact['status']}{' ' + codes if codes else ''}"
+
+
+def observed_lines(check: dict[str, Any]) -> list[str]:
+    """What the check itself saw (fixture pushes left out): one line per exchange, repeats folded."""
+    lines: list[str] = []
+    for fact in check["facts"]:
+        if fact.get("setup"):
+            continue
+        line = describe_fact(fact)
+        if lines and lines[-1].split(" ×")[0] == line:
+            count = int(lines[-1].split(" ×")[1]) + 1 if " ×" in lines[-1] else 2
+            lines[-1] = f"{line} ×{count}"
+        else:
+            lines.append(line)
+    for name, value in check["observations"].items():
+        lines.append(f"{name} = {json.dumps(value)[:200]}")
+    return lines
+
+
+def _outcome_rank(outcome: str) -> int:
+    return OUTCOMES.index(outcome) if outcome in OUTCOMES else len(OUTCOMES)
+
+
+def _environment() -> Any:
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html.j2"]),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters["expectation"] = describe_expectation
+    env.filters["fact"] = describe_fact
+    return env
+
+
+def render_context(doc: dict[str, Any], exchanges: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    checks = sorted(doc["checks"], key=lambda c: (_outcome_rank(c["outcome"]), c["workflow"], c["id"]))
+    rows = [{**c, "observed": observed_lines(c)} for c in checks]
+    failing = [{**c, "exchanges": exchanges.get(c["id"], [])} for c in checks if c["outcome"] in ("failed", "error")]
+    return {
+        "doc": doc,
+        "rows": rows,
+        "failing": failing,
+        "unsupported": [c for c in checks if c["outcome"] == "unsupported"],
+        "skipped": [c for c in checks if c["outcome"] == "skipped"],
+        "outcomes": OUTCOMES,
+        "workflows": sorted(doc["summary"]["workflows"]),
+    }
+
+
+def render_html(doc: dict[str, Any], exchanges: dict[str, list[dict[str, Any]]]) -> str:
+    return _environment().get_template("report.html.j2").render(**render_context(doc, exchanges))
+
+
+def render_summary(doc: dict[str, Any]) -> str:
+    return _environment().get_template("summary.md.j2").render(**render_context(doc, {}))
+
+
+def write_reports(report_dir: Path, records: list[dict[str, Any]], target: dict[str, Any], profile: Profile,
+                  allure_dir: Path | None = None) -> Path:
+    """Write every report of a run; returns the path of behaviour.json."""
     report_dir.mkdir(parents=True, exist_ok=True)
-    path = report_dir / "behaviour.json"
     doc = behaviour_document(records, target, profile)
-    path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    full = exchanges_document(records, target)
+    path = report_dir / "behaviour.json"
+    path.write_text(json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    (report_dir / "exchanges.json").write_text(json.dumps(full, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+    (report_dir / "report.html").write_text(render_html(doc, full["checks"]))
+    (report_dir / "summary.md").write_text(render_summary(doc))
+    if allure_dir is not None:
+        write_allure_environment(allure_dir, {**target, "profile": profile.name, "api_version": doc["target"]["api_version"]})
     return path
