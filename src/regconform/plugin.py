@@ -247,13 +247,19 @@ def _on_exchange(ex: Exchange) -> None:
         allure_exchange_step(ex)
 
 
+_resolved_images: dict[tuple[str, bool], str] = {}
+
+
 def start_embedded(settings: Settings, env: dict[str, str]) -> Target:
     image = settings.registry_image
     if settings.backend == "docker":
-        from regconform.engine import docker_client
-        from regconform.imagebuild import resolve_registry_image
+        key = (settings.registry_image, settings.pull)
+        if key not in _resolved_images:  # once per session, not per private registry
+            from regconform.engine import docker_client
+            from regconform.imagebuild import resolve_registry_image
 
-        image = resolve_registry_image(docker_client(), settings.registry_image, pull=settings.pull)
+            _resolved_images[key] = resolve_registry_image(docker_client(), settings.registry_image, pull=settings.pull)
+        image = _resolved_images[key]
     return embedded_target(settings.backend, image, settings.run_id, env)
 
 
@@ -416,13 +422,36 @@ def private_registry(settings: Settings) -> Iterator[Callable[..., PrivateRegist
         priv.target.stop()
 
 
+@pytest.fixture(scope="session")
+def shared_registries() -> Iterator[dict[str, Target]]:
+    """Embedded registries started once per worker for checks that share them (by purpose), removed at the end."""
+    started: dict[str, Target] = {}
+    try:
+        yield started
+    finally:
+        for tgt in started.values():
+            tgt.stop()
+
+
 @pytest.fixture
 def deletion_disabled_registry(settings: Settings, private_registry: Callable[..., PrivateRegistry],
-                               pytestconfig: pytest.Config) -> PrivateRegistry:
-    """A registry with deletion disabled: the one --deletion-disabled-url names, else one of the check's own."""
+                               pytestconfig: pytest.Config, shared_registries: dict[str, Target]) -> Iterator[PrivateRegistry]:
+    """A registry with deletion disabled: the one --deletion-disabled-url names, else one embedded registry
+    per worker shared by these checks (each writes only its own repo and none restarts it, as with the URL)."""
     if url := pytestconfig.getoption("--deletion-disabled-url"):
-        return PrivateRegistry(ExternalTarget(url), make_client(settings, url), settings)
-    return private_registry(delete_enabled=False)
+        yield PrivateRegistry(ExternalTarget(url), make_client(settings, url), settings)
+        return
+    if settings.registry_url:
+        yield private_registry(delete_enabled=False)  # skips: an external target has no embedded registries
+        return
+    if "deletion-disabled" not in shared_registries:
+        shared_registries["deletion-disabled"] = start_embedded(settings, registry_env(False))
+    tgt = shared_registries["deletion-disabled"]
+    reg = PrivateRegistry(tgt, make_client(settings, tgt.url), settings)
+    try:
+        yield reg
+    finally:
+        reg.client.close()
 
 
 @pytest.fixture

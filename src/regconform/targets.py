@@ -61,15 +61,20 @@ def wait_until_ready(url: str, timeout: float = STARTUP_TIMEOUT, verify: bool | 
     """Poll `GET /v2/` until it answers 200 or 401 (a registry with auth is ready too)."""
     deadline = time.monotonic() + timeout
     last = "no answer"
-    while time.monotonic() < deadline:
-        try:
-            resp = httpx.get(f"{url}/v2/", timeout=2, verify=verify)
-            if resp.status_code in (200, 401):
-                return
-            last = f"status {resp.status_code}"
-        except httpx.HTTPError as exc:
-            last = type(exc).__name__
-        time.sleep(0.1)
+    pause = 0.01
+    # One client for every poll (a new one per poll loads the CA bundle each time); short pauses
+    # first, since a local registry is usually up within a few tens of milliseconds.
+    with httpx.Client(timeout=2, verify=verify) as http:
+        while time.monotonic() < deadline:
+            try:
+                resp = http.get(f"{url}/v2/")
+                if resp.status_code in (200, 401):
+                    return
+                last = f"status {resp.status_code}"
+            except httpx.HTTPError as exc:
+                last = type(exc).__name__
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.2)
     raise SetupError(f"registry at {url} did not answer GET /v2/ within {timeout:.0f} s ({last})")
 
 
