@@ -80,7 +80,8 @@ def write_allure_environment(allure_dir: Path, target: dict[str, Any]) -> Path:
     props = {
         "registry": target.get("registry", ""),
         "registry.target": target.get("target", ""),
-        "registry.url": target.get("url", ""),
+        # Embedded registries get a new port per run (and per xdist worker): only an external URL says something.
+        "registry.url": target.get("url", "") if target.get("backend") == "external" else "(embedded)",
         "Docker-Distribution-Api-Version": target.get("api_version") or "(not sent)",
         "profile": target.get("profile", ""),
         "backend": target.get("backend", ""),
