@@ -245,3 +245,11 @@ def test_compare_usage_errors_are_one_line() -> None:
                   "--image", "registry:2"]):
         proc = regconform(*args)
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, (args, proc.stderr)
+
+
+def test_registry_env_usage_errors_are_one_line() -> None:
+    for args, message in ((["--registry-url", "http://127.0.0.1:1", "--registry-env", "A=B"], "cannot apply to --registry-url"),
+                          (["--registry-env", "NOVALUE"], "expected KEY=VALUE")):
+        proc = regconform("run", *args)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], (args, proc.stderr)

@@ -92,6 +92,11 @@ def preflight(ns: argparse.Namespace) -> None:
         load_profile(ns.profile)
     except ProfileError as exc:
         raise SetupError(str(exc)) from None
+    if ns.registry_url and ns.registry_env:
+        raise SetupError("--registry-env sets the environment of an embedded registry; it cannot apply to --registry-url")
+    bad_env = [pair for pair in ns.registry_env if "=" not in pair or pair.startswith("=")]
+    if bad_env:
+        raise SetupError(f"--registry-env {bad_env[0]!r}: expected KEY=VALUE")
     if ns.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:
