@@ -8,15 +8,18 @@ gate only knows its URLs. Exit codes as `regconform run`: 0 as the profile says,
 from __future__ import annotations
 
 import json
+import os
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import SELFTEST_RUN_ID, registry_image
 from faultproxy import FaultProxy, Response, Rule
 from regconform.client import RegistryClient
+from regconform.engine import docker_client
+from regconform.imagebuild import resolve_registry_image
 from regconform.images import fixture_set, push_fixture_set
 from regconform.mirror import EmbeddedMirror
 from suiterun import SuiteRun, run_command
@@ -28,7 +31,9 @@ APP = "selftest-mirror/app"
 
 @pytest.fixture(scope="module")
 def pair() -> Iterator[EmbeddedMirror]:
-    pair = EmbeddedMirror(registry_image(), SELFTEST_RUN_ID, "open")
+    # Not via tests/conftest.py: suites/mirror has a conftest module of the same name.
+    image = resolve_registry_image(docker_client(), os.environ.get("REGCONFORM_REGISTRY_IMAGE", "registry:2"))
+    pair = EmbeddedMirror(image, f"selftest-mirror-{uuid.uuid4().hex[:8]}", "open")
     try:
         with RegistryClient(pair.upstream_url) as upstream:  # an image the deployment already serves
             push_fixture_set(upstream, APP, fixture_set("docker"))

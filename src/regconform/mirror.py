@@ -192,7 +192,7 @@ class ExternalMirror(MirrorPair):
     """An existing deployment: a mirror and its upstream, by URL."""
 
     def __init__(self, mirror_url: str, upstream_url: str, *, upstream_credentials: Credentials | None = None,
-                 stop_command: str | None = None, start_command: str | None = None, verify: bool | str = True) -> None:
+                 stop_command: str | None = None, start_command: str | None = None, verify: object = True) -> None:
         self.variant = "external"
         self.mirror_url, self.upstream_url = mirror_url.rstrip("/"), upstream_url.rstrip("/")
         self.description = f"mirror at {self.mirror_url} of {self.upstream_url}"
@@ -202,8 +202,8 @@ class ExternalMirror(MirrorPair):
 
     def _run(self, what: str, command: str | None) -> None:
         if not command:
-            super().stop_upstream()
-        proc = subprocess.run(command or "", shell=True, capture_output=True, text=True)
+            raise SetupError(f"{self.description}: no {what} given")
+        proc = subprocess.run(command, shell=True, capture_output=True, text=True)
         if proc.returncode != 0:
             raise SetupError(f"{what} exited {proc.returncode}: {proc.stderr.strip()[:200]}")
 
@@ -212,7 +212,7 @@ class ExternalMirror(MirrorPair):
 
     def start_upstream(self) -> None:
         self._run("--upstream-start-command", self.start_command)
-        wait_until_ready(self.upstream_url, verify=self.verify)
+        wait_until_ready(self.upstream_url, verify=self.verify)  # type: ignore[arg-type]
 
 
 # -- comparisons shared by the mirror checks --------------------------------------------------------

@@ -544,7 +544,8 @@ def _record_of(item: pytest.Item, rec: record.CheckRecord) -> dict[str, Any]:
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
-    if ("regconform_outcome", "unsupported") in report.user_properties:
+    # Collection reports (e.g. an import error) have no user_properties.
+    if ("regconform_outcome", "unsupported") in getattr(report, "user_properties", ()):
         return "unsupported", "U", "UNSUPPORTED"
     return None
 

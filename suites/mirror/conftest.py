@@ -7,6 +7,7 @@ Fixture images go to the upstream only, and there only on embedded pairs or with
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -55,8 +56,6 @@ def _external(config: pytest.Config, settings: Settings) -> ExternalMirror:
         pytest.exit("regconform: --mirror-url needs --upstream-url (the registry the mirror pulls from)", returncode=2)
     creds = None
     if user := config.getoption("--upstream-username"):
-        import os
-
         creds = Credentials(user, os.environ.get("REGCONFORM_UPSTREAM_PASSWORD", ""))
     return ExternalMirror(config.getoption("--mirror-url"), upstream_url, upstream_credentials=creds,
                           stop_command=config.getoption("--upstream-stop-command"),
@@ -224,4 +223,7 @@ def upstream_down(mirror_pair: MirrorPair) -> Callable[[], UpstreamSwitch]:
     """`with upstream_down():` the upstream is stopped inside the block."""
     if not mirror_pair.can_stop_upstream:
         pytest.skip("stops the upstream: embedded pair only (or give --upstream-stop-command and --upstream-start-command)")
+    if mirror_pair.variant == "external" and os.environ.get("PYTEST_XDIST_WORKER"):
+        # Every worker shares the one upstream: stopping it would fail the other workers' checks.
+        pytest.skip("stops the shared upstream: run the upstream-down checks without -n")
     return lambda: UpstreamSwitch(mirror_pair)
