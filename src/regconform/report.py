@@ -206,17 +206,16 @@ def stable_target(target: dict[str, Any], profile: Profile, version: str | None)
     }
 
 
-def summarise(checks: list[dict[str, Any]]) -> dict[str, Any]:
-    total: dict[str, int] = {}
-    by_workflow: dict[str, dict[str, int]] = {}
+def count_outcomes(checks: Iterable[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
     for rec in checks:
-        total[rec["outcome"]] = total.get(rec["outcome"], 0) + 1
-        wf = by_workflow.setdefault(rec["workflow"], {})
-        wf[rec["outcome"]] = wf.get(rec["outcome"], 0) + 1
-    return {
-        "total": dict(sorted(total.items())),
-        "workflows": {name: dict(sorted(counts.items())) for name, counts in sorted(by_workflow.items())},
-    }
+        counts[rec["outcome"]] = counts.get(rec["outcome"], 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def per_workflow(checks: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    names = sorted({c["workflow"] for c in checks})
+    return {name: count_outcomes(c for c in checks if c["workflow"] == name) for name in names}
 
 
 def behaviour_document(records: list[dict[str, Any]], target: dict[str, Any], profile: Profile) -> dict[str, Any]:
@@ -227,7 +226,8 @@ def behaviour_document(records: list[dict[str, Any]], target: dict[str, Any], pr
         "harness": __version__,
         "profile": profile.name,
         "target": stable_target(target, profile, api_version(records)),
-        "summary": summarise(checks),
+        "summary": count_outcomes(checks),  # {outcome: n}, as readers of earlier files expect
+        "workflows": per_workflow(checks),
         "checks": checks,
     }
 
@@ -302,7 +302,7 @@ def render_context(doc: dict[str, Any], exchanges: dict[str, list[dict[str, Any]
         "unsupported": [c for c in checks if c["outcome"] == "unsupported"],
         "skipped": [c for c in checks if c["outcome"] == "skipped"],
         "outcomes": OUTCOMES,
-        "workflows": sorted(doc["summary"]["workflows"]),
+        "workflows": sorted(doc["workflows"]),
     }
 
 
