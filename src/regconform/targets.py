@@ -13,7 +13,11 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import httpx
@@ -22,6 +26,8 @@ from regconform.errors import SetupError
 
 RUN_LABEL = "org.regconform.run"
 PID_LABEL = "org.regconform.owner-pid"
+# One value per container: finds a container whose `docker create` was interrupted before its id came back.
+TARGET_LABEL = "org.regconform.target"
 CONTAINER_PORT = 5000
 STARTUP_TIMEOUT = 30.0
 
@@ -87,6 +93,37 @@ def free_port() -> int:
 # -- embedded: a container started by testcontainers ------------------------------------------
 
 
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block ends, then raise them (a second one raises at once).
+
+    Interrupted inside `docker create`, the daemon still creates the container but testcontainers
+    never learns its id, so nobody would remove it. Only the main thread can install handlers.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        if pending:
+            raise KeyboardInterrupt(f"signal {signum}")
+        pending.append(signum)
+
+    watched = [s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None)) if s is not None]
+    previous = {s: signal.signal(s, hold) for s in watched}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if pending and previous[pending[0]] is not signal.SIG_IGN:
+        handler = previous[pending[0]]
+        if callable(handler):
+            handler(pending[0], None)
+        raise KeyboardInterrupt(f"signal {pending[0]}")
+
+
 class ContainerTarget(Target):
     """registry:2 (or the local equivalent) in a container published on 127.0.0.1."""
 
@@ -102,7 +139,9 @@ class ContainerTarget(Target):
         # Ryuk needs an image that cannot be pulled here; the harness cleans up itself.
         testcontainers_config.ryuk_disabled = True
         self.scheme, self.verify = scheme, verify
-        self.container = DockerContainer(image, labels={RUN_LABEL: run_id, PID_LABEL: str(os.getpid())})
+        self.target_label = uuid.uuid4().hex
+        self.container = DockerContainer(image, labels={RUN_LABEL: run_id, PID_LABEL: str(os.getpid()),
+                                                        TARGET_LABEL: self.target_label})
         # Published on loopback only, on a port Docker picks (testcontainers would bind 0.0.0.0);
         # a fixed host_port keeps the URL stable across stop_upstream/start_again.
         self.container.ports[f"{CONTAINER_PORT}/tcp"] = ("127.0.0.1", host_port)  # type: ignore[assignment]
@@ -114,11 +153,13 @@ class ContainerTarget(Target):
             self.container.with_network(network).with_network_aliases(*(aliases or []))
         super().__init__(url="", description=f"container {image}", env=dict(env))
         try:
-            self.container.start()
+            with signals_deferred():
+                self.container.start()
             self._refresh_url()
             wait_until_ready(self.url, verify=verify)
         except BaseException:
             self.stop()
+            self._remove_unassigned()
             raise
 
     def _refresh_url(self) -> None:
@@ -157,6 +198,19 @@ class ContainerTarget(Target):
         try:
             self.container.stop(force=True, delete_volume=True)
         except Exception:  # noqa: BLE001 - already gone is fine; orphans are reaped on next start
+            pass
+
+    def _remove_unassigned(self) -> None:
+        """Remove the container by its own label when testcontainers never got its id (failed `docker create`)."""
+        if self.container._container is not None:  # noqa: SLF001 - known: stop() removed it
+            return
+        from regconform.engine import docker_client
+
+        try:
+            for c in docker_client(timeout=30).containers.list(
+                    all=True, filters={"label": f"{TARGET_LABEL}={self.target_label}"}):
+                c.remove(force=True, v=True)
+        except Exception:  # noqa: BLE001 - best effort; reap_orphans removes it once this process is gone
             pass
 
 

@@ -1,0 +1,161 @@
+"""No container outlives a run: passing, failing, interrupted (SIGINT, SIGTERM) or killed (SIGKILL).
+
+Each run is a real subprocess (`regconform run` or `pytest suites`) with the docker backend and a
+run id of our choosing (REGCONFORM_RUN_ID), so `docker ps -a --filter label=org.regconform.run=<id>`
+finds exactly its containers. A killed run cannot clean up after itself: its containers carry the
+owner's pid and are reaped by `regconform cleanup` or by the next run's start.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from regconform.targets import PID_LABEL, RUN_LABEL
+from suiterun import REPO, clean_env
+
+pytestmark = pytest.mark.selftest_slow
+
+# A selection that runs long enough to be interrupted while checks (and private registries) are busy.
+LONG_SELECTION = ["-k", "content_management or garbage_collection or test_pull"]
+
+
+def containers(run_id: str) -> list[str]:
+    out = subprocess.run(["docker", "ps", "-a", "-q", "--filter", f"label={RUN_LABEL}={run_id}"],
+                         capture_output=True, text=True, check=True).stdout
+    return out.split()
+
+
+def container_pids(ids: list[str]) -> list[str]:
+    if not ids:
+        return []
+    out = subprocess.run(["docker", "inspect", "-f", f'{{{{index .Config.Labels "{PID_LABEL}"}}}}', *ids],
+                         capture_output=True, text=True, check=True).stdout
+    return out.split()
+
+
+def new_run_id() -> str:
+    return f"selftest-cleanup-{uuid.uuid4().hex[:8]}"
+
+
+def regconform_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "regconform.cli", *args]
+
+
+def pytest_suites_argv(report_dir: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "pytest", "suites", "-p", "no:cacheprovider", "-q", f"--report-dir={report_dir}", *args]
+
+
+def start(argv: list[str], run_id: str, log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as out:  # a file, not a pipe: a blocked pipe would stall the run under test
+        return subprocess.Popen(argv, cwd=REPO, env=clean_env({"REGCONFORM_RUN_ID": run_id}), stdout=out,
+                                stderr=subprocess.STDOUT)
+
+
+def wait_for_container(run_id: str, proc: subprocess.Popen[bytes], log: Path, *, running: bool,
+                       timeout: float = 120) -> list[str]:
+    """Until the run has a container (and, with running=True, that container is up)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"the run ended ({proc.returncode}) before it started a container:\n{log.read_text()[-2000:]}"
+        found = containers(run_id)
+        if found and not running:
+            return found
+        if found:
+            state = subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", *found], capture_output=True,
+                                   text=True).stdout.split()
+            if "true" in state:
+                return found
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"no container of run {run_id} within {timeout:.0f} s:\n{log.read_text()[-2000:]}")
+
+
+def finish(proc: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> int:
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise AssertionError(f"the run did not end within {timeout:.0f} s of its signal:\n{log.read_text()[-2000:]}") from None
+
+
+def assert_no_containers(run_id: str, log: Path) -> None:
+    left = containers(run_id)
+    if left:
+        subprocess.run(["docker", "rm", "-f", "-v", *left], capture_output=True)
+    assert not left, f"run {run_id} left containers {left}:\n{log.read_text()[-3000:]}"
+
+
+def test_passing_run_removes_its_containers(tmp_path):
+    """`regconform run` that passes (exit 0): nothing left."""
+    run_id, log = new_run_id(), tmp_path / "run.log"
+    proc = start(regconform_argv("run", "--report-dir", str(tmp_path / "reports"), "-k", "tags_list_names_every_pushed_tag"),
+                 run_id, log)
+    assert finish(proc, log) == 0, log.read_text()[-3000:]
+    assert "passed" in log.read_text()
+    assert_no_containers(run_id, log)
+
+
+def test_failing_run_removes_its_containers(tmp_path):
+    """A run whose checks deviate (deletion disabled, profile expects 202) exits 1 and leaves nothing."""
+    run_id, log = new_run_id(), tmp_path / "run.log"
+    proc = start(regconform_argv("run", "--report-dir", str(tmp_path / "reports"),
+                                 "--registry-env", "REGISTRY_STORAGE_DELETE_ENABLED=false",
+                                 "-k", "delete_manifest_by_digest or every_delete_is_refused"), run_id, log)
+    assert finish(proc, log) == 1, log.read_text()[-3000:]
+    assert "failed" in log.read_text()
+    assert_no_containers(run_id, log)
+
+
+@pytest.mark.parametrize(("how", "sig", "running"), [
+    ("regconform-run-sigint", signal.SIGINT, True),
+    ("pytest-suites-sigterm", signal.SIGTERM, True),
+    ("regconform-run-sigint-while-starting", signal.SIGINT, False),
+])
+def test_interrupted_run_removes_its_containers(tmp_path, how, sig, running):
+    """Ctrl-C or SIGTERM while checks run (or while the registry starts): the run unwinds and removes its containers."""
+    run_id, log = new_run_id(), tmp_path / "run.log"
+    if how.startswith("pytest"):
+        argv = pytest_suites_argv(tmp_path / "reports", *LONG_SELECTION)
+    else:
+        argv = regconform_argv("run", "--report-dir", str(tmp_path / "reports"), *LONG_SELECTION)
+    proc = start(argv, run_id, log)
+    wait_for_container(run_id, proc, log, running=running)
+    if running:
+        time.sleep(1.5)  # let checks get going (pushes, private registries)
+    proc.send_signal(sig)
+    code = finish(proc, log)
+    assert code != 0, f"an interrupted run must not exit 0:\n{log.read_text()[-2000:]}"
+    if how.startswith("regconform"):
+        assert code == 2, f"`regconform run` interrupted: exit 2 expected, got {code}"
+    assert_no_containers(run_id, log)
+
+
+@pytest.mark.parametrize("reaper", ["regconform-cleanup", "next-run"])
+def test_killed_run_containers_are_reaped(tmp_path, reaper):
+    """SIGKILL leaves the container behind (owner pid dead); `regconform cleanup` or the next run's start removes it."""
+    run_id, log = new_run_id(), tmp_path / "run.log"
+    proc = start(pytest_suites_argv(tmp_path / "reports", *LONG_SELECTION), run_id, log)
+    found = wait_for_container(run_id, proc, log, running=True)
+    proc.kill()
+    proc.wait(30)
+    assert container_pids(found) == [str(proc.pid)] * len(found)
+    assert containers(run_id), "SIGKILL cannot clean up; the container should still be there"
+    if reaper == "regconform-cleanup":
+        done = subprocess.run(regconform_argv("cleanup"), cwd=REPO, env=clean_env(), capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert "removed" in done.stdout
+    else:  # any later run reaps on start; --collect-only starts no registry of its own
+        done = subprocess.run(pytest_suites_argv(tmp_path / "reports2", "--collect-only"), cwd=REPO,
+                              env=clean_env(), capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert_no_containers(run_id, log)
+    assert not os.path.exists(f"/proc/{proc.pid}/status") or proc.returncode is not None
