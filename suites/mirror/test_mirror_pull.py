@@ -1,7 +1,13 @@
 """Pulling through a mirror (pull-through cache): the upstream's bytes and digests, tags, catalog, errors."""
 
+import base64
+import hashlib
 import json
+import shutil
+import subprocess
+from pathlib import Path
 
+import httpx
 import pytest
 
 from regconform.checks import expect_answer, expect_equal, expect_true, observe
@@ -64,6 +70,54 @@ def test_named_image_served_as_upstream(readers, image_ref, expect):
         if size is not None:
             expect_equal(served, size, exp, f"size of blob {digest[:19]} vs its descriptor")
     observe("checked", {"manifests": len(manifests), "blobs": len(blobs)})
+
+
+def skopeo_source_options(settings, mirror_url: str, workdir: Path) -> list[str]:
+    """skopeo's options for reading from the mirror: TLS as the run's settings say, credentials from a file."""
+    url = httpx.URL(mirror_url)
+    opts = ["--src-tls-verify=" + ("false" if url.scheme == "http" or settings.insecure else "true")]
+    if settings.ca_cert:
+        certs = workdir / "certs"
+        certs.mkdir()
+        shutil.copy(settings.ca_cert, certs / "ca.crt")
+        opts.append(f"--src-cert-dir={certs}")
+    if settings.username:  # never on argv: an auth file in the check's temporary directory
+        token = base64.b64encode(f"{settings.username}:{settings.password or ''}".encode()).decode()
+        authfile = workdir / "auth.json"
+        authfile.write_text(json.dumps({"auths": {url.netloc.decode(): {"auth": token}}}))
+        opts.append(f"--src-authfile={authfile}")
+    else:
+        opts.append("--src-no-creds")
+    return opts
+
+
+@pytest.mark.spec("Docker Registry pull-through cache: a real client (skopeo) pulls through the mirror")
+def test_skopeo_copies_index_through_mirror(mirror_pair, mirrored, settings, tmp_path, expect):
+    """skopeo copies the index/list and every image in it through the mirror, every digest preserved."""
+    exp = expect("mirror.pull-through")
+    if not shutil.which("skopeo"):
+        pytest.skip("skopeo is not installed (./setup.sh installs it)")
+    index = mirrored.images.index
+    source = f"docker://{httpx.URL(mirror_pair.mirror_url).netloc.decode()}/{mirrored.repo}:{index.tags[0]}"
+    dest = tmp_path / "copy"
+    proc = subprocess.run(["skopeo", "copy", "--all", "--preserve-digests",
+                           *skopeo_source_options(settings, mirror_pair.mirror_url, tmp_path), source, f"dir:{dest}"],
+                          capture_output=True, text=True, timeout=300)
+    expect_true(proc.returncode == 0, f"skopeo copy --all of {mirrored.repo}:{index.tags[0]} from the mirror exited {proc.returncode}: "
+                f"{proc.stderr.strip()[-300:]}", exp)
+
+    def digest_of(path: Path) -> str:
+        return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+    expect_equal(digest_of(dest / "manifest.json"), index.digest, exp, "digest of the index skopeo pulled through the mirror")
+    for image in index.images:
+        child = dest / f"{image.digest.split(':', 1)[1]}.manifest.json"
+        expect_true(child.is_file(), f"skopeo did not get manifest {image.digest} of {image.name} through the mirror", exp)
+        expect_equal(digest_of(child), image.digest, exp, f"digest of manifest {image.name} skopeo pulled")
+        for blob in image.blobs:
+            path = dest / blob.digest.split(":", 1)[1]
+            expect_true(path.is_file(), f"skopeo did not get blob {blob.digest} of {image.name} through the mirror", exp)
+            expect_equal(digest_of(path), blob.digest, exp, f"digest of blob {blob.digest[:19]} skopeo pulled")
 
 
 def _tags(resp):
