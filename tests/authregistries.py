@@ -157,10 +157,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without any REGCONFORM_* setting, plus `extra`."""
+    """This process's environment without REGCONFORM_* (or outer xdist) settings, plus `extra`."""
     import os
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REGCONFORM_")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("REGCONFORM_", "PYTEST_XDIST_", "PYTEST_CURRENT_TEST"))}
     env.update(extra)
     return env
 

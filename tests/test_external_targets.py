@@ -92,7 +92,7 @@ def test_htpasswd_registry_with_the_password_on_stdin(htpasswd: AuthRegistry, tm
 def test_token_registry_with_the_password_in_the_environment(token: AuthRegistry, tmp_path: Path) -> None:
     reports = tmp_path / "reports"
     before = len(token.issuer.requests)  # type: ignore[union-attr]
-    proc = run_cli("--registry-url", token.url, "--username", token.username, "-k", AUTH_SUBSET,
+    proc = run_cli("--registry-url", token.url, "--username", token.username, "-k", AUTH_SUBSET, "-n", "2",
                    "--report-dir", str(reports), cwd=tmp_path, env=clean_env(REGCONFORM_PASSWORD=token.password))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert not failed(reports)
@@ -165,3 +165,31 @@ def test_gc_checks_skip_without_commands_and_run_with_them(tmp_path: Path) -> No
         assert gc and all(c["outcome"] == "passed" for c in gc), [(c["id"], c["outcome"], c["reason"]) for c in gc]
     finally:
         target.stop()
+
+
+def test_tokens_are_cached_per_scope_and_refetched_after_expiry(tmp_path: Path) -> None:
+    """One token per scope while it is fresh; a new one once it expires (lifetime 12 s - 10 s margin)."""
+    import time
+
+    from regconform.auth import RegistryAuth
+    from regconform.client import RegistryClient
+    from regconform.images import fixture_set, push_image
+
+    with token_registry(tmp_path / "reg") as reg:
+        assert reg.issuer is not None
+        reg.issuer.lifetime = 12
+        auth = RegistryAuth(reg.username, reg.password)
+        with RegistryClient(reg.url, auth=auth) as client:
+            image = fixture_set("docker").alpha
+            push_image(client, "cache/a", image)
+            pushed = auth.token_fetches  # the push scope and the pull scope (push_image checks blobs first)
+            for _ in range(5):
+                assert client.get_manifest("cache/a", image.digest).status_code == 200
+                assert client.head_blob("cache/a", image.layers[0].digest).status_code == 200
+            assert auth.token_fetches == pushed  # both scopes cached
+            scopes = [r["scopes"] for r in reg.issuer.requests]
+            assert ["repository:cache/a:pull"] in scopes and ["repository:cache/a:pull,push"] in scopes
+            time.sleep(2.5)
+            assert client.get_manifest("cache/a", image.digest).status_code == 200
+            assert auth.token_fetches == pushed + 1  # expired: fetched again, before the registry refused it
+            assert "RegistryAuth(username='regconform-user')" == repr(auth) and reg.password not in repr(auth)

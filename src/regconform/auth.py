@@ -47,6 +47,16 @@ def guessed_scope(request: httpx.Request) -> str:
     return scope
 
 
+def scope_key(scope: str) -> str:
+    """One cache key per scope, whatever the order: 2.8 lists actions in Go map order (push,pull or pull,push)."""
+    items = []
+    for item in scope.split():
+        kind, _, rest = item.partition(":")
+        name, _, actions = rest.rpartition(":")
+        items.append(f"{kind}:{name}:{','.join(sorted(actions.split(',')))}")
+    return " ".join(sorted(items))
+
+
 @dataclass
 class _Token:
     value: str
@@ -112,14 +122,14 @@ class RegistryAuth(httpx.Auth):
             request.headers.pop("Authorization", None)
             yield request
             return
-        self._tokens[scope] = self._tokens[wanted]
+        self._tokens[scope_key(scope)] = self._tokens[scope_key(wanted)]
         request.headers["Authorization"] = f"Bearer {token}"
         yield request
 
     # -- tokens -----------------------------------------------------------------------------------
 
     def _cached(self, scope: str) -> str | None:
-        token = self._tokens.get(scope)
+        token = self._tokens.get(scope_key(scope))
         return token.value if token is not None and token.fresh else None
 
     def token_request(self, scope: str) -> httpx.Request:
@@ -153,7 +163,7 @@ class RegistryAuth(httpx.Auth):
             return None
         lifetime = doc.get("expires_in")
         lifetime = lifetime if isinstance(lifetime, int) and lifetime > 0 else DEFAULT_TOKEN_LIFETIME
-        self._tokens[scope] = _Token(value, time.monotonic() + max(lifetime - EXPIRY_MARGIN, 1))
+        self._tokens[scope_key(scope)] = _Token(value, time.monotonic() + max(lifetime - EXPIRY_MARGIN, 1))
         return value
 
     def token_for(self, http: httpx.Client, scope: str) -> str | None:
