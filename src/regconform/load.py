@@ -418,10 +418,15 @@ def run(opts: LoadOptions, out: Any = sys.stdout) -> dict[str, Any]:
     namespace = (opts.namespace or f"regconform-{run_id}/load").strip("/")
     target = None
     if opts.registry_url:
+        from regconform.client import tls_verify
         from regconform.preflight import check_registry
 
         url = opts.registry_url.rstrip("/")
-        check_registry(url, verify=False if opts.insecure else (opts.ca_cert or True))
+        try:
+            verify = tls_verify(opts.ca_cert, opts.insecure)
+        except OSError as exc:  # ssl.SSLError is an OSError
+            raise SetupError(f"--ca-cert {opts.ca_cert!r} is not a readable CA bundle ({exc})") from None
+        check_registry(url, verify=verify)
     else:
         target = _start_embedded(opts, run_id)
         url = target.url

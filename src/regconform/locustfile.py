@@ -18,6 +18,7 @@ import itertools
 import json
 import os
 import random
+import ssl
 import time
 import uuid
 from datetime import datetime, timezone
@@ -33,7 +34,7 @@ from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
 from regconform import __version__, load
-from regconform.client import ClientError, DigestMismatch, Exchange, RegistryClient
+from regconform.client import ClientError, DigestMismatch, Exchange, RegistryClient, tls_verify
 from regconform.images import FORMATS, PushError, fixture_set, make_image, push_fixture_set, push_image
 
 # Sub-millisecond resolution for loopback latencies (Locust documents this hook for custom buckets).
@@ -205,8 +206,8 @@ def _sample(environment: Any, interval: float = 1.0) -> None:
         RUN.timeline.append(sample)
 
 
-def _verify(opts: Any) -> bool | str:
-    return False if getattr(opts, "insecure", False) else (getattr(opts, "ca_cert", None) or True)
+def _verify(opts: Any) -> bool | ssl.SSLContext:
+    return tls_verify(getattr(opts, "ca_cert", None), bool(getattr(opts, "insecure", False)))
 
 
 @events.init.add_listener
