@@ -73,6 +73,15 @@ class SuiteRun:
         return "\n".join(out[-lines:])
 
 
+def run_containers(run_id: str) -> list[str]:
+    """`docker ps -a -q --filter label=org.regconform.run=<id>`: the containers a run left."""
+    from regconform.targets import RUN_LABEL
+
+    out = subprocess.run(["docker", "ps", "-a", "-q", "--filter", f"label={RUN_LABEL}={run_id}"],
+                         capture_output=True, text=True, check=True).stdout
+    return out.split()
+
+
 def read_records(report_dir: Path) -> dict[str, dict[str, Any]]:
     path = report_dir / "behaviour.json"
     if not path.exists():
@@ -108,4 +117,4 @@ def run_suites(url: str, *pytest_args: str, profile: str = "distribution-2.8",
     return run_command(argv, report_dir=report_dir, extra_env=extra_env, timeout=timeout)
 
 
-__all__ = ["SuiteRun", "run_suites", "run_command", "read_records", "clean_env", "REPO"]
+__all__ = ["SuiteRun", "run_suites", "run_command", "read_records", "run_containers", "clean_env", "REPO"]

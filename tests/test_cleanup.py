@@ -18,19 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from regconform.targets import PID_LABEL, RUN_LABEL
-from suiterun import REPO, clean_env
+from regconform.targets import PID_LABEL
+from suiterun import REPO, clean_env, run_containers as containers
 
 pytestmark = pytest.mark.selftest_slow
 
 # A selection that runs long enough to be interrupted while checks (and private registries) are busy.
 LONG_SELECTION = ["-k", "content_management or garbage_collection or test_pull"]
-
-
-def containers(run_id: str) -> list[str]:
-    out = subprocess.run(["docker", "ps", "-a", "-q", "--filter", f"label={RUN_LABEL}={run_id}"],
-                         capture_output=True, text=True, check=True).stdout
-    return out.split()
 
 
 def container_pids(ids: list[str]) -> list[str]:
