@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from faultproxy import FaultProxy, Response, Rule
+from regconform.auth import RegistryAuth
 from regconform.client import RegistryClient
 from regconform.engine import docker_client
 from regconform.imagebuild import resolve_registry_image
@@ -104,3 +105,37 @@ def test_gate_usage_errors_exit_2_with_one_line(tmp_path, args, message):
     assert run.returncode == 2, run.tail()
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("regconform: error:") and message in lines[0], run.stderr
+
+
+@pytest.fixture(scope="module")
+def auth_pair() -> Iterator[EmbeddedMirror]:
+    """An upstream that requires basic auth; the mirror holds the credentials as 2.8 honours them."""
+    image = resolve_registry_image(docker_client(), os.environ.get("REGCONFORM_REGISTRY_IMAGE", "registry:2"))
+    pair = EmbeddedMirror(image, f"selftest-mirror-{uuid.uuid4().hex[:8]}", "auth", credentials_via="remoteurl")
+    try:
+        assert pair.upstream_credentials is not None
+        with RegistryClient(pair.upstream_url, auth=RegistryAuth(pair.upstream_credentials.username,
+                                                                 pair.upstream_credentials.password)) as upstream:
+            push_fixture_set(upstream, APP, fixture_set("oci"))
+        yield pair
+    finally:
+        pair.close()
+
+
+def test_gate_with_an_auth_protected_upstream(auth_pair, tmp_path):
+    """--upstream-username (password from the environment): the mirror serves without client credentials."""
+    assert auth_pair.upstream_credentials is not None
+    creds = auth_pair.upstream_credentials
+    urls = [f"--mirror-url={auth_pair.mirror_url}", f"--upstream-url={auth_pair.upstream_url}"]
+    refused = gate(tmp_path / "no-credentials", *urls)
+    assert refused.returncode == 2 and "--upstream-username" in refused.stderr, refused.tail()
+    run = run_command([sys.executable, "-m", "regconform.cli", "mirror", f"--report-dir={tmp_path / 'ok'}", *urls,
+                       f"--upstream-username={creds.username}", "--push-fixtures", "--image", f"{APP}:multi",
+                       "-k", "auth or named or pull_by_tag"],
+                      report_dir=tmp_path / "ok", extra_env={"REGCONFORM_UPSTREAM_PASSWORD": creds.password}, timeout=400)
+    assert run.returncode == 0, run.tail()
+    assert set(run.outcomes("test_mirror_pulls_from_auth_upstream").values()) == {"passed"}, run.outcomes()
+    assert run.outcome("test_named_image_served_as_upstream") == "passed"
+    for path in (tmp_path / "ok").rglob("*"):  # behaviour.json, exchanges.json, junit, Allure: no secret anywhere
+        if path.is_file():
+            assert creds.password not in path.read_text(errors="replace"), path

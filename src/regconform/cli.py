@@ -326,8 +326,14 @@ def _mirror_preflight(ns: argparse.Namespace) -> None:
         if not url.startswith(("http://", "https://")):
             raise SetupError(f"{url!r} is not an http:// or https:// URL")
     check_registry(ns.mirror_url, username=ns.username, password=os.environ.get("REGCONFORM_PASSWORD"), verify=verify)
-    check_registry(ns.upstream_url, username=ns.upstream_username,
-                   password=os.environ.get("REGCONFORM_UPSTREAM_PASSWORD"), verify=verify)
+    try:
+        check_registry(ns.upstream_url, username=ns.upstream_username,
+                       password=os.environ.get("REGCONFORM_UPSTREAM_PASSWORD"), verify=verify)
+    except SetupError as exc:
+        if "(401" in str(exc) and not ns.upstream_username:  # name the upstream's own options, not --username
+            raise SetupError(f"the upstream {ns.upstream_url} requires authentication (401): give --upstream-username "
+                             "and the password in REGCONFORM_UPSTREAM_PASSWORD") from None
+        raise SetupError(f"upstream: {exc}") from None
 
 
 def cmd_mirror(ns: argparse.Namespace, extra: list[str]) -> int:

@@ -103,8 +103,8 @@ def test_skopeo_copies_index_through_mirror(mirror_pair, mirrored, settings, tmp
     proc = subprocess.run(["skopeo", "copy", "--all", "--preserve-digests",
                            *skopeo_source_options(settings, mirror_pair.mirror_url, tmp_path), source, f"dir:{dest}"],
                           capture_output=True, text=True, timeout=300)
-    expect_true(proc.returncode == 0, f"skopeo copy --all of {mirrored.repo}:{index.tags[0]} from the mirror exited {proc.returncode}: "
-                f"{proc.stderr.strip()[-300:]}", exp)
+    expect_true(proc.returncode == 0, f"skopeo copy --all of {mirrored.repo}:{index.tags[0]} from the mirror "
+                f"exited {proc.returncode}: {proc.stderr.strip()[-300:]}", exp)
 
     def digest_of(path: Path) -> str:
         return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
