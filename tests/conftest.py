@@ -4,6 +4,7 @@
   on 127.0.0.1, labelled like every regconform container so a killed run's copy is reaped.
 - `fault_proxy` (factory): `fault_proxy(rules)` → a running FaultProxy in front of `upstream`
   (or `upstream=<url>`), stopped after the test.
+- `disabled_upstream` (session): the same with deletion disabled (`--deletion-disabled-url`).
 - `gc_upstream` (module): a registry of its own on a FIXED host port, with the `--gc-command` /
   `--restart-command` options that collect and restart it (`docker restart` keeps a fixed port,
   so the URL survives). Garbage collection must never run on the registry other checks use.
@@ -45,6 +46,16 @@ def start_upstream(*, delete_enabled: bool = True, env: dict[str, str] | None = 
 def upstream() -> Iterator[ContainerTarget]:
     """A real registry (deletion enabled) for the self-tests to put proxies in front of."""
     target = start_upstream()
+    try:
+        yield target
+    finally:
+        target.stop()
+
+
+@pytest.fixture(scope="session")
+def disabled_upstream() -> Iterator[ContainerTarget]:
+    """A real registry with deletion disabled (for `--deletion-disabled-url` runs)."""
+    target = start_upstream(delete_enabled=False)
     try:
         yield target
     finally:

@@ -183,6 +183,27 @@ def delete_by_tag_accepted(upstream: str) -> Mode:
                 reason=[r"DELETE manifest by tag", r"expected 400 DIGEST_INVALID", r"got 202"])
 
 
+DISABLED_CHECKS = [
+    "test_every_delete_is_refused_when_deletion_is_disabled",
+    "test_delete_by_tag_does_not_succeed_when_deletion_is_disabled",
+]
+
+
+def disabled_delete_by_digest_accepted() -> Mode:
+    """Deletion disabled, yet DELETE by digest answers 202 (nothing is deleted: the proxy answers itself)."""
+    return Mode("DELETE by digest answers 202 with deletion disabled",
+                [Rule(MANIFEST_BY_DIGEST, method="DELETE", respond=lambda req: Response(202, {}, b""))],
+                red=["test_every_delete_is_refused_when_deletion_is_disabled"],
+                reason=[r"DELETE manifest by digest with deletion disabled", r"expected 405 UNSUPPORTED", r"got 202"])
+
+
+def disabled_delete_by_tag_accepted() -> Mode:
+    """Deletion disabled, yet DELETE by tag answers 202 (distribution 3.0.0-3.1.0, CVE-2026-41888)."""
+    return Mode("DELETE by tag answers 202 with deletion disabled",
+                [Rule(MANIFEST_BY_TAG, method="DELETE", respond=lambda req: Response(202, {}, b""))],
+                red=DISABLED_CHECKS, reason=[r"DELETE (manifest )?by tag", r"deletion disabled", r"202"])
+
+
 # -- behaviour 5: blobs after garbage collection ----------------------------------------------------------
 
 
@@ -293,3 +314,20 @@ def test_deleted_blobs_served_after_gc_turn_the_gc_checks_red(gc_upstream, fault
     proxy = fault_proxy(mode.rules, upstream_url=gc_upstream.url)
     run = run_suites(proxy.url, "-k", k_expression(GC_CHECKS), "--ignore=suites/mirror", *gc_upstream.options)
     assert_mode(run, mode, GC_CHECKS, proxy)
+
+
+@pytest.mark.parametrize("mode_factory", [disabled_delete_by_digest_accepted, disabled_delete_by_tag_accepted],
+                         ids=["delete-by-digest-accepted", "delete-by-tag-accepted"])
+def test_deletion_disabled_deviation_turns_its_checks_red(mode_factory, upstream, disabled_upstream, fault_proxy,
+                                                          run_suites):
+    """With deletion disabled (--deletion-disabled-url behind the proxy), a DELETE that answers 202 fails its checks."""
+    clean = fault_proxy()
+    for mode in (None, mode_factory()):
+        proxy = fault_proxy(mode.rules if mode else [], upstream_url=disabled_upstream.url)
+        run = run_suites(clean.url, "-k", k_expression(DISABLED_CHECKS), "--ignore=suites/mirror",
+                         f"--deletion-disabled-url={proxy.url}")
+        if mode is None:  # the clean proxy first: the same checks green
+            assert run.returncode == 0, run.tail()
+            assert sorted(short(i) for i in run.passed_ids()) == node_ids(DISABLED_CHECKS), run.tail()
+        else:
+            assert_mode(run, mode, DISABLED_CHECKS, proxy)
