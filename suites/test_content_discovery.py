@@ -137,8 +137,9 @@ def test_tags_list_n_zero_answers_an_empty_list_without_link(registry, repo, exp
 
 
 # -- _catalog (Docker Registry API V2 §Listing Repositories; not part of the OCI spec) ------------------------
-# Only names under the check's own prefix are looked at: listing starts at `last=<prefix>` and stops
-# once the names sort past it, so a shared registry's other repositories are never collected.
+# Only names under the check's own prefix are looked at: listing starts at `last=<prefix>` with a
+# small n and stops once the names sort past it, so of a shared registry's other repositories at
+# most one name per check is ever served, and none is collected.
 
 
 def catalog_under(registry, prefix, exp, n):
@@ -179,7 +180,7 @@ def test_catalog_lists_pushed_repositories(registry, repo, expect):
     """_catalog names every repository pushed (looked at from `last=<prefix>`), each once, in lexical order."""
     exp = expect("catalog.list")
     names = push_repositories(registry, repo, 3)
-    listed, _ = catalog_under(registry, repo, exp, n=10)
+    listed, _ = catalog_under(registry, repo, exp, n=len(names) + 1)  # a page holds at most one name not ours
     observe("repositories", listed)
     expect_equal(sorted(set(listed)), names, exp, "repositories _catalog lists under the check's prefix")
     expect_equal(len(listed), len(set(listed)), exp, "repositories listed, counting repeats")
@@ -208,7 +209,7 @@ def test_catalog_after_every_manifest_is_deleted(registry, repo, expect):
     name = f"{repo}/emptied"
     push_image(registry, name, image, tags=("v1",))
     expect_answer(registry.delete_manifest(name, image.digest), expect("manifests.delete-by-digest"), "DELETE the only manifest")
-    listed, _ = catalog_under(registry, repo, exp, n=10)
+    listed, _ = catalog_under(registry, repo, exp, n=2)
     observe("listed", name in listed)
     if exp["listed"] != "any":
         expect_equal(name in listed, exp["listed"], exp, f"{name} (every manifest deleted) in _catalog")
