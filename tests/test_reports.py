@@ -92,6 +92,17 @@ def test_behaviour_json_holds_nothing_run_specific(xdist_run: Path) -> None:
                for exs in full.values() for ex in exs if ex["url"].split("/v2/")[1])
 
 
+def test_exchanges_keep_the_manifests_sent_but_no_blob_bytes(xdist_run: Path) -> None:
+    exchanges = [ex for exs in load(xdist_run / "exchanges.json")["checks"].values() for ex in exs]
+    manifest_puts = [ex for ex in exchanges if ex["method"] == "PUT" and "/manifests/" in ex["url"]]
+    blob_puts = [ex for ex in exchanges if ex["method"] == "PUT" and "/blobs/uploads/" in ex["url"]]
+    assert manifest_puts and blob_puts
+    assert all(json.loads(ex["request_excerpt"])["schemaVersion"] == 2 for ex in manifest_puts)
+    assert all(ex["request_excerpt"] == "" and ex["request_body_size"] > 0 for ex in blob_puts)
+    sent = [p.read_text() for p in (xdist_run / "allure-results").glob("*-attachment.txt")]
+    assert any(a.startswith("PUT http://127.0.0.1:") and '"schemaVersion":2' in a for a in sent)
+
+
 def test_two_runs_of_one_registry_diff_clean(xdist_run: Path, tmp_path: Path) -> None:
     """Same registry, other run (one process instead of two workers): `regconform diff` finds nothing."""
     proc = regconform("run", "--report-dir", str(tmp_path / "again"), "-k", SUBSET)

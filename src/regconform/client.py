@@ -59,6 +59,7 @@ class Exchange:
     response_body_size: int
     response_excerpt: str
     duration_ms: float
+    request_excerpt: str = ""  # JSON bodies sent (manifests), bounded; never form bodies
 
     @property
     def path(self) -> str:
@@ -78,6 +79,7 @@ class Exchange:
             "response_body_size": self.response_body_size,
             "response_excerpt": self.response_excerpt,
             "duration_ms": round(self.duration_ms, 2),
+            "request_excerpt": self.request_excerpt,
         }
 
 
@@ -123,6 +125,18 @@ def _excerpt(resp: httpx.Response) -> str:
     if "json" in ctype or "text" in ctype or ctype == "" or "manifest" in ctype or "index" in ctype:
         return redact_body(body.decode("utf-8", "replace"))
     return f"<{len(resp.content)} bytes of {ctype}>"
+
+
+def _request_excerpt(req: httpx.Request) -> str:
+    """The manifest or other JSON a request sent, for the reports; blobs and form bodies are left out."""
+    ctype = req.headers.get("content-type", "")
+    if not ("json" in ctype or "manifest" in ctype or "index" in ctype):
+        return ""
+    try:
+        body = req.content
+    except httpx.RequestNotRead:  # streamed: not kept
+        return ""
+    return redact_body(body[:BODY_EXCERPT_LIMIT].decode("utf-8", "replace"))
 
 
 class RegistryClient:
@@ -190,6 +204,7 @@ class RegistryClient:
             response_body_size=int(resp.headers.get("content-length", len(resp.content) if resp.is_stream_consumed else 0) or 0),
             response_excerpt=_excerpt(resp),
             duration_ms=(time.perf_counter() - started) * 1000,
+            request_excerpt=_request_excerpt(req),
         )
         self.exchanges.append(ex)
         if self.on_exchange:

@@ -59,7 +59,7 @@ def exchange_title(ex: Exchange) -> str:
 
 def request_text(ex: Exchange) -> str:
     lines = [f"{ex.method} {ex.url}", *(f"{k}: {v}" for k, v in sorted(ex.request_headers.items()))]
-    return "\n".join(lines) + f"\n\n<{ex.request_body_size} bytes of body>\n"
+    return "\n".join(lines) + "\n\n" + (ex.request_excerpt or f"<{ex.request_body_size} bytes of body>") + "\n"
 
 
 def response_text(ex: Exchange) -> str:
