@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 import pytest
 
 from faultproxy import FaultProxy, Request, Response, Rule
+from regconform.client import sha256_digest
 from suiterun import SuiteRun
 from test_pull_deviations import assert_clean, base_name, clean_baseline, short
 
@@ -176,6 +177,34 @@ def digest_not_verified() -> Mode:
     return mode
 
 
+def uppercase_name_accepted() -> Mode:
+    """An upload to a repository name with uppercase letters opens a session (202) instead of being refused."""
+
+    def accept(req: Request) -> Response:
+        return registry_answer(202, req, {"Location": req.path.split("?", 1)[0] + "regconform-fake-session", "Range": "0-0"})
+
+    return Mode("uppercase repository name accepted", NEGATIVE,
+                [Rule(r"^/v2/[^?]*[A-Z][^?]*/blobs/uploads/$", method="POST", respond=accept)],
+                ["test_invalid_repository_name_is_rejected[uppercase]"], [r"for the name", r"\(uppercase\)", r"got 202"])
+
+
+def oversized_manifest_accepted() -> Mode:
+    """A manifest over 4 MiB answers 201 (the proxy accepts it for the registry)."""
+    mode = Mode("oversized manifest accepted", NEGATIVE, [], ["test_oversized_manifest_is_refused"],
+                [r"PUT of a \d+-byte", r"expected 400 MANIFEST_INVALID", r"got 201"])
+
+    def accept(resp: Response) -> Response:
+        req = resp.request
+        if req is None or resp.status != 400 or len(req.body) <= 4 * 1024 * 1024:
+            return resp
+        digest = sha256_digest(req.body)
+        mode.changed.append(digest)
+        return registry_answer(201, req, {"Location": req.path, "Docker-Content-Digest": digest})
+
+    mode.rules = [Rule(MANIFESTS, method="PUT", transform=accept)]
+    return mode
+
+
 # -- error envelopes ----------------------------------------------------------------------------------------
 
 
@@ -240,11 +269,13 @@ MODES: dict[str, Callable[[], Mode]] = {
     "cancel-ignored": cancel_ignored,
     "base-endpoint-missing": base_endpoint_missing,
     "digest-not-verified": digest_not_verified,
+    "uppercase-name-accepted": uppercase_name_accepted,
+    "oversized-manifest-accepted": oversized_manifest_accepted,
     "error-body-not-json": error_body_not_json,
     "error-content-type-wrong": error_content_type_wrong,
     "error-code-outside-the-list": error_code_outside_the_list,
 }
-CHANGES_ANSWERS = {"mount-lies", "chunk-range-off-by-one", "session-status-range-wrong", "digest-not-verified",
+CHANGES_ANSWERS = {"mount-lies", "oversized-manifest-accepted", "chunk-range-off-by-one", "session-status-range-wrong", "digest-not-verified",
                    "error-body-not-json", "error-content-type-wrong", "error-code-outside-the-list"}
 
 
