@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
 
-from conftest import start_upstream
 from faultproxy import FaultProxy, Request, Response, Rule
 from regconform.images import FORMATS, fixture_set
 from suiterun import SuiteRun
@@ -230,16 +229,6 @@ def test_deviation_turns_exactly_its_checks_red(mode_name, baseline, fault_proxy
 DISABLED = "deletion_is_disabled"
 
 
-@pytest.fixture(scope="module")
-def disabled_upstream() -> Iterator[str]:
-    """A second real registry, deletion disabled, for --deletion-disabled-url."""
-    target = start_upstream(delete_enabled=False)
-    try:
-        yield target.url
-    finally:
-        target.stop()
-
-
 def tag_delete_goes_through() -> Mode:
     """DELETE by tag answers 202 and the tag is gone afterwards, although deletion is disabled (3.0.0-3.1.0)."""
     deleted: set[tuple[str, str]] = set()
@@ -270,13 +259,13 @@ def tag_delete_goes_through() -> Mode:
 
 def test_delete_by_tag_with_deletion_disabled_is_caught(upstream, disabled_upstream, fault_proxy, tmp_path_factory, run_suites):
     """Clean: both deletion-disabled checks pass. A registry that untags anyway turns exactly both red."""
-    with FaultProxy(disabled_upstream, []) as clean:
+    with FaultProxy(disabled_upstream.url, []) as clean:
         base = clean_baseline(upstream.url, DISABLED, tmp_path_factory.mktemp("disabled-clean"),
                               f"--deletion-disabled-url={clean.url}")
     assert_clean(base)
     assert sorted(base.outcomes().values()) == ["passed"] * 4, base.tail()
     mode = tag_delete_goes_through()
-    proxy = fault_proxy(mode.rules, upstream_url=disabled_upstream)
+    proxy = fault_proxy(mode.rules, upstream_url=disabled_upstream.url)
     main = fault_proxy()
     run = run_suites(main.url, "-k", DISABLED, "--ignore=suites/mirror", f"--deletion-disabled-url={proxy.url}")
     assert_mode(run, mode, base, proxy)
