@@ -157,12 +157,20 @@ def test_gc_checks_skip_without_commands_and_run_with_them(tmp_path: Path) -> No
         gc = [c for c in outcomes(tmp_path / "skip").values() if c["workflow"] == "garbage-collection"]
         assert gc and all(c["outcome"] == "skipped" and "--gc-command" in str(c["reason"]) for c in gc)
         cid = target.container_id
+        namespace = f"gcns-{uuid.uuid4().hex[:6]}"
         ran = run_cli("--registry-url", target.url, "-k", "gc", "--report-dir", str(tmp_path / "ran"), "--require-gc",
+                      "--namespace", namespace,
                       "--gc-command", f"docker exec {cid} registry garbage-collect /etc/docker/registry/config.yml",
                       "--restart-command", f"docker restart -t 2 {cid}", cwd=tmp_path)
         assert ran.returncode == 0, ran.stdout[-3000:]
         gc = [c for c in outcomes(tmp_path / "ran").values() if c["workflow"] == "garbage-collection"]
         assert gc and all(c["outcome"] == "passed" for c in gc), [(c["id"], c["outcome"], c["reason"]) for c in gc]
+        # What the GC checks pushed (before and after the restart) is removed at the end too.
+        repos = [r for r in httpx.get(f"{target.url}/v2/_catalog").json()["repositories"] if r.startswith(namespace)]
+        assert repos
+        for repo in repos:
+            tags = httpx.get(f"{target.url}/v2/{repo}/tags/list")
+            assert tags.status_code == 404 or not tags.json().get("tags"), (repo, tags.text)
     finally:
         target.stop()
 

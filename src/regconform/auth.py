@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -59,8 +59,8 @@ def scope_key(scope: str) -> str:
 
 @dataclass
 class _Token:
-    value: str
-    expires: float  # time.monotonic() deadline
+    value: str = field(repr=False)
+    expires: float = 0.0  # time.monotonic() deadline
 
     @property
     def fresh(self) -> bool:

@@ -100,7 +100,7 @@ class Settings:
     gc_command: str | None
     restart_command: str | None
     username: str | None
-    password: str | None
+    password: str | None = field(repr=False)  # never in a repr, a traceback or a report
     ca_cert: str | None
     insecure: bool
     pull: bool
@@ -267,6 +267,13 @@ def start_embedded(settings: Settings, env: dict[str, str]) -> Target:
 def target(settings: Settings, pytestconfig: pytest.Config) -> Iterator[Target]:
     """The registry under test: external by URL, else one embedded registry per xdist worker."""
     if settings.registry_url:
+        from regconform.preflight import check_external
+
+        try:  # `pytest suites` gets the one-line errors of `regconform run`
+            check_external(settings.registry_url, username=settings.username, password=settings.password,
+                           ca_cert=settings.ca_cert, insecure=settings.insecure)
+        except SetupError as exc:
+            pytest.exit(f"regconform: {exc}", returncode=2)
         tgt: Target = ExternalTarget(settings.registry_url, settings.gc_command, settings.restart_command,
                                      verify=settings.verify)
     else:
@@ -398,8 +405,12 @@ class PrivateRegistry:
     def restart(self) -> RegistryClient:
         """Restart the registry; a new client, since the published port can change."""
         self.target.restart()
-        self.client.close()
+        old = self.client
+        old.close()
         self.client = make_client(self.settings, self.target.url)
+        # Content pushed before the restart is still there: the new client removes it at the end.
+        self.client.pushed_manifests |= old.pushed_manifests
+        self.client.pushed_blobs |= old.pushed_blobs
         return self.client
 
 
@@ -455,13 +466,20 @@ def deletion_disabled_registry(settings: Settings, private_registry: Callable[..
 
 
 @pytest.fixture
-def gc_registry(settings: Settings, private_registry: Callable[..., PrivateRegistry], target: Target) -> PrivateRegistry:
+def gc_registry(settings: Settings, private_registry: Callable[..., PrivateRegistry],
+                target: Target) -> Iterator[PrivateRegistry]:
     """A registry on which garbage collection and restarts may run without disturbing other checks."""
-    if settings.registry_url:
-        if not (target.can_gc and target.can_restart):
-            pytest.skip("garbage collection checks need --gc-command and --restart-command for an external registry")
-        return PrivateRegistry(target, make_client(settings, target.url), settings)
-    return private_registry()
+    if not settings.registry_url:
+        yield private_registry()
+        return
+    if not (target.can_gc and target.can_restart):
+        pytest.skip("garbage collection checks need --gc-command and --restart-command for an external registry")
+    priv = PrivateRegistry(target, make_client(settings, target.url), settings)
+    yield priv
+    if not settings.keep:  # an external registry: remove what the check pushed, as `registry` does
+        priv.client.record = False
+        priv.client.remove_pushed()
+    priv.client.close()
 
 
 # -- behaviour record ------------------------------------------------------------------------------
