@@ -96,13 +96,17 @@ def accept(status: int, headers: dict[str, str]):
 # Each deviation mode: its rules, the checks it must turn red, and words their messages must carry.
 WRONG_BYTES = [Rule(r"test-pull-by-digest-serves[^/]*/blobs/sha256:", method="GET", transform=corrupt),
                Rule(r"test-pull-by-tag-serves[^/]*/manifests/(?!sha256:)", method="GET", transform=corrupt),
-               Rule(r"test-skopeo-copies[^/]*/blobs/sha256:", method="GET", transform=corrupt)]
+               Rule(r"test-skopeo-copies[^/]*/blobs/sha256:", method="GET", transform=corrupt),
+               Rule(r"test-head-through-mirror[^/]*/manifests/", method="HEAD",
+                    set_headers={"Docker-Content-Digest": "sha256:" + "2" * 64})]
 ACCEPTS_PUSH = [Rule(r"/blobs/uploads/$", method="POST", respond=accept(202, {"Docker-Upload-UUID": "fault-session"})),
                 Rule(r"/manifests/pushed-to-mirror$", method="PUT",
                      respond=accept(201, {"Docker-Content-Digest": "sha256:" + "1" * 64}))]
 RED = {
     "test_pull_by_digest_serves": ["the mirror served", "hashing to", "mirror.pull-through"],
     "test_pull_by_tag_serves": ["the mirror served", "hashing to", "mirror.pull-through"],
+    "test_head_through_mirror_answers": ["HEAD manifest", "docker-content-digest", "mirror vs upstream",
+                                         "mirror.pull-through", "sha256:" + "2" * 64],
     "test_skopeo_copies_index_through_mirror": ["skopeo copy --all", "exited 1", "mirror.pull-through"],
     "test_blob_upload_refused": ["POST blob upload on the mirror", "expected 405 UNSUPPORTED",
                                  "mirror.write.blob-upload", "got 202"],
@@ -149,10 +153,11 @@ def test_clean_proxy_as_mirror_passes_every_check(pair, tmp_path):
 
 def test_mirror_serving_wrong_bytes_is_caught(faulty_run):
     """Corrupted blobs (by digest) and manifests (by tag): the pull-through checks fail naming the hashes;
-    a real client (skopeo) refuses the corrupted blobs."""
+    a real client (skopeo) refuses the corrupted blobs; a wrong digest on HEAD fails the HEAD check."""
     expect_red(faulty_run, "test_pull_by_digest_serves")
     expect_red(faulty_run, "test_pull_by_tag_serves")
     expect_red(faulty_run, "test_skopeo_copies_index_through_mirror")
+    expect_red(faulty_run, "test_head_through_mirror_answers")  # a wrong digest on HEAD
 
 
 def test_mirror_accepting_a_push_is_caught(faulty_run):

@@ -238,6 +238,16 @@ def same_as_upstream(via_mirror: httpx.Response, via_upstream: httpx.Response, e
                      f"Content-Type of {what}, mirror vs upstream")
 
 
+def same_head_as_upstream(via_mirror: httpx.Response, via_upstream: httpx.Response, exp: Expectation, what: str) -> None:
+    """A HEAD through the mirror answers the upstream's Docker-Content-Digest and Content-Length."""
+    expect_answer(via_mirror, exp, f"{what} through the mirror")
+    if via_upstream.status_code != 200:
+        raise Deviation(f"{what} on the upstream answered {via_upstream.status_code}: cannot compare the mirror with it")
+    for header in ("docker-content-digest", "content-length"):
+        expect_equal(via_mirror.headers.get(header), via_upstream.headers.get(header), exp,
+                     f"{header} of {what}, mirror vs upstream")
+
+
 def wait_for(probe: Callable[[], object], timeout: float, interval: float = 0.5) -> object:
     """Poll until probe() returns something truthy (or the timeout passes); returns the last value."""
     deadline = time.monotonic() + timeout
@@ -287,4 +297,4 @@ def parse_image_ref(ref: str) -> tuple[str, str]:
 
 
 __all__ = ["MirrorPair", "EmbeddedMirror", "ExternalMirror", "Credentials", "parse_image_ref", "VARIANTS",
-           "CREDENTIAL_WIRINGS", "add_mirror_options", "same_as_upstream", "wait_for"]
+           "CREDENTIAL_WIRINGS", "add_mirror_options", "same_as_upstream", "same_head_as_upstream", "wait_for"]

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from regconform.checks import expect_answer, expect_equal, expect_true, observe
-from regconform.mirror import parse_image_ref, same_as_upstream
+from regconform.mirror import parse_image_ref, same_as_upstream, same_head_as_upstream
 
 pytestmark = pytest.mark.workflow("mirror")
 
@@ -43,6 +43,21 @@ def test_pull_by_digest_serves_upstream_manifests_and_blobs(mirror, upstream, mi
         for blob in image.blobs:
             same_as_upstream(mirror.get_blob(mirrored.repo, blob.digest), upstream.get_blob(mirrored.repo, blob.digest),
                              exp, f"GET blob {blob.digest[:19]} ({blob.media_type}) of {image.name}", blob.digest)
+
+
+@pytest.mark.spec("Docker Registry pull-through cache: HEAD manifests by tag and blobs by digest through the mirror")
+def test_head_through_mirror_answers_upstream_metadata(mirror, upstream, mirrored, expect):
+    """HEAD, as clients resolve a tag and probe blobs, before anything is cached: the upstream's
+    Docker-Content-Digest and Content-Length."""
+    exp = expect("mirror.pull-through")
+    images = mirrored.images
+    for label, tag, _ in tagged(images):
+        same_head_as_upstream(mirror.head_manifest(mirrored.repo, tag), upstream.head_manifest(mirrored.repo, tag), exp,
+                              f"HEAD manifest {label} by tag {tag}")
+    for image in images.images:
+        for blob in image.blobs:
+            same_head_as_upstream(mirror.head_blob(mirrored.repo, blob.digest), upstream.head_blob(mirrored.repo, blob.digest),
+                                  exp, f"HEAD blob {blob.digest[:19]} ({blob.media_type}) of {image.name}")
 
 
 @pytest.mark.spec("Docker Registry pull-through cache: existing images named with --image")
