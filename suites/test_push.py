@@ -496,6 +496,9 @@ def test_skopeo_pushes_what_the_harness_reads_back(registry, repo, fixtures, exp
     proc = run_skopeo("copy", "--all", "--preserve-digests", "--dest-tls-verify=false",
                       *credentials(settings, "--dest-creds"), source, dest)
     observe("skopeo_stderr", proc.stderr.strip()[-400:])
+    # What skopeo pushed is removed with what the client pushed (external registries, unless --keep).
+    registry.pushed_manifests.update((repo, m.digest) for m in (index, *index.images))
+    registry.pushed_blobs.update((repo, b.digest) for image in index.images for b in image.blobs)
     skopeo_ok(proc, f"skopeo copy {source} {dest}", exp)
     resp = registry.get_manifest(repo, "interop")
     expect_answer(resp, exp, "GET of the index skopeo pushed")
