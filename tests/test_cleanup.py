@@ -153,3 +153,37 @@ def test_killed_run_containers_are_reaped(tmp_path, reaper):
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert_no_containers(run_id, log)
     assert not os.path.exists(f"/proc/{proc.pid}/status") or proc.returncode is not None
+
+
+def registry_children(pid: int) -> list[int]:
+    """Registry processes (`... serve <config>`) whose parent is pid."""
+    out = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True, check=True).stdout
+    rows = [line.split(None, 2) for line in out.splitlines()]
+    return [int(r[0]) for r in rows if len(r) == 3 and r[1] == str(pid) and " serve " in f" {r[2]} "]
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (a zombie is dead, waiting for init to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def test_killed_process_backend_run_leaves_no_registry_process(tmp_path):
+    """SIGKILL of a --backend process run: the kernel stops its registry process too (PR_SET_PDEATHSIG)."""
+    log = tmp_path / "run.log"
+    proc = start(pytest_suites_argv(tmp_path / "reports", "--backend", "process", *LONG_SELECTION), new_run_id(), log)
+    deadline = time.monotonic() + 120
+    while not (children := registry_children(proc.pid)):
+        assert proc.poll() is None and time.monotonic() < deadline, f"no registry process appeared:\n{log.read_text()[-2000:]}"
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait(30)
+    deadline = time.monotonic() + 15  # the registry shuts down gracefully on SIGTERM
+    while alive := [p for p in children if running(p)]:
+        if time.monotonic() > deadline:
+            for p in alive:
+                os.kill(p, signal.SIGKILL)
+            raise AssertionError(f"registry process(es) {alive} outlived the killed run")
+        time.sleep(0.1)

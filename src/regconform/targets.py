@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -267,6 +267,26 @@ def _pid_alive(pid: int) -> bool:
 # -- embedded: a local registry process --------------------------------------------------------
 
 
+def _die_with_parent() -> Callable[[], None] | None:
+    """Linux: a preexec hook that has the kernel send SIGTERM to the registry when the harness dies,
+    even by SIGKILL (a killed run can tear nothing down; a container is reaped later, a process not).
+
+    prctl is looked up here, in the parent: the hook itself only makes the call (fork-safe enough).
+    """
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def hook() -> None:
+        prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+
+    return hook
+
+
 class ProcessTarget(Target):
     """The registry binary run directly (Debian's docker-registry or any `registry` on PATH)."""
 
@@ -300,7 +320,8 @@ class ProcessTarget(Target):
     def _start(self) -> None:
         self.log = open(os.path.join(self.workdir, "registry.log"), "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen([self.binary, "serve", self.config], env=self.proc_env,
-                                     stdout=self.log, stderr=self.log, start_new_session=True)
+                                     stdout=self.log, stderr=self.log, start_new_session=True,
+                                     preexec_fn=_die_with_parent())
         wait_until_ready(self.url)
 
     def _terminate(self) -> None:
