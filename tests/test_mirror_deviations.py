@@ -102,7 +102,41 @@ WRONG_BYTES = [Rule(r"test-pull-by-digest-serves[^/]*/blobs/sha256:", method="GE
 ACCEPTS_PUSH = [Rule(r"/blobs/uploads/$", method="POST", respond=accept(202, {"Docker-Upload-UUID": "fault-session"})),
                 Rule(r"/manifests/pushed-to-mirror$", method="PUT",
                      respond=accept(201, {"Docker-Content-Digest": "sha256:" + "1" * 64}))]
+# A mirror whose answers drift from the upstream's in what it lists, and in its errors.
+WRONG_LISTS = [Rule(r"test-tags-list-through[^/]*/tags/list", method="GET", body=b'{"name":"x","tags":["v1"]}'),
+               Rule(r"^/v2/_catalog", method="GET", body=b'{"repositories":[]}', drop_headers=("Link",))]
+WRONG_ERRORS = [Rule(r"test-unknown-tag-and[^/]*/manifests/no-such-tag", method="GET", status=502),
+                Rule(r"test-uncached-content-while[^/]*/manifests/sha256:", method="GET", status=503)]
+REFUSES_NO_DELETE = [Rule(r"test-deletes-refused[^/]*/manifests/sha256:", method="DELETE", respond=accept(202, {}))]
+
+
+class StaleTag:
+    """Keeps serving a tag's first answer: a mirror that never re-validates tags with the upstream."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, Response] = {}  # by request path: each repository's tag on its own
+
+    def __call__(self, response: Response) -> Response:
+        if response.status != 200 or response.request is None:
+            return response
+        first = self.first.setdefault(response.request.path, response)
+        return Response(200, first.headers, first.body, response.request)
+
+
 RED = {
+    "test_tags_list_through_mirror": ["tags listed by the mirror vs by the upstream", "mirror.tags-list", "['v1']"],
+    "test_catalog_through_mirror": ["repositories the mirror's catalog lists", "mirror.catalog",
+                                    "'pulled': False"],
+    "test_unknown_tag_and_blob_through_mirror": ["GET manifest by unknown tag through the mirror",
+                                                 "expected 404 MANIFEST_UNKNOWN", "mirror.unknown-tag", "got 502"],
+    "test_uncached_content_while_upstream_down": ["GET uncached manifest by digest, upstream down",
+                                                  "expected 500 UNKNOWN", "mirror.upstream-down.uncached-manifest",
+                                                  "got 503"],
+    "test_cached_tags_while_upstream_down": ["(pulled before), upstream down", "expected 200",
+                                             "mirror.cache.tag-upstream-down", "got 404"],
+    "test_tag_moved_upstream": ["after the upstream moved it to beta", "mirror.tag-move"],
+    "test_deletes_refused": ["DELETE manifest on the mirror", "expected 405 UNSUPPORTED",
+                             "mirror.write.manifest-delete", "got 202"],
     "test_pull_by_digest_serves": ["the mirror served", "hashing to", "mirror.pull-through"],
     "test_pull_by_tag_serves": ["the mirror served", "hashing to", "mirror.pull-through"],
     "test_head_through_mirror_answers": ["HEAD manifest", "docker-content-digest", "mirror vs upstream",
@@ -122,15 +156,19 @@ SKIPPED = ("test_cache_expiry_of_pulled_content", "test_mirror_pulls_from_auth_u
 
 @pytest.fixture(scope="module")
 def faulty_run(pair: EmbeddedMirror, tmp_path_factory: pytest.TempPathFactory) -> SuiteRun:
-    lose_cache = Rule(r"test-cached-content-served[^/]*/(manifests|blobs)/sha256:", method="GET",
-                      transform=lose_cache_while(pair.upstream_url))
-    with FaultProxy(pair.mirror_url, [*WRONG_BYTES, *ACCEPTS_PUSH, lose_cache]) as proxy:
+    lose_cache = [Rule(r"test-cached-content-served[^/]*/(manifests|blobs)/sha256:", method="GET",
+                       transform=lose_cache_while(pair.upstream_url)),
+                  Rule(r"test-cached-tags-while[^/]*/manifests/v1$", method="GET",
+                       transform=lose_cache_while(pair.upstream_url))]
+    stale = Rule(r"test-tag-moved-upstream[^/]*/manifests/v1$", method="GET", transform=StaleTag())
+    rules = [*WRONG_BYTES, *ACCEPTS_PUSH, *lose_cache, *WRONG_LISTS, *WRONG_ERRORS, *REFUSES_NO_DELETE, stale]
+    with FaultProxy(pair.mirror_url, rules) as proxy:
         return run_mirror_suites(pair, proxy.url, tmp_path_factory.mktemp("faulty"))
 
 
 def expect_red(run: SuiteRun, check: str) -> None:
     ids = run.ids(check)
-    assert len(ids) == 2, f"{check}: expected one check per format, found {ids}\n{run.tail()}"
+    assert ids, f"no check matches {check!r}: {run.ids()}\n{run.tail()}"
     for node in ids:
         record = run.records[node]
         assert record["outcome"] == "failed", f"{node}: {record['outcome']} ({record['reason']})\n{run.tail()}"
@@ -148,7 +186,7 @@ def test_clean_proxy_as_mirror_passes_every_check(pair, tmp_path):
         expected = "skipped" if any(name in node for name in SKIPPED) else "passed"
         assert outcome == expected, f"{node}: {outcome}\n{run.tail()}"
     for check in RED:
-        assert len(run.ids(check)) == 2, (check, run.ids())
+        assert run.ids(check), (check, run.ids())
 
 
 def test_mirror_serving_wrong_bytes_is_caught(faulty_run):
@@ -169,6 +207,19 @@ def test_mirror_accepting_a_push_is_caught(faulty_run):
 def test_mirror_losing_cached_content_is_caught(faulty_run):
     """Cached manifests and blobs answered 404 while the upstream is down: the caching check fails."""
     expect_red(faulty_run, "test_cached_content_served_while_upstream_down")
+
+
+def test_mirror_drifting_lists_and_errors_is_caught(faulty_run):
+    """Tag list and catalog unlike the profile says, other errors than recorded: those checks fail."""
+    for check in ("test_tags_list_through_mirror", "test_catalog_through_mirror",
+                  "test_unknown_tag_and_blob_through_mirror", "test_uncached_content_while_upstream_down"):
+        expect_red(faulty_run, check)
+
+
+def test_mirror_with_stale_or_lost_tags_is_caught(faulty_run):
+    """A tag never re-validated after it moved upstream, or lost while the upstream is down; deletes accepted."""
+    for check in ("test_tag_moved_upstream", "test_cached_tags_while_upstream_down", "test_deletes_refused"):
+        expect_red(faulty_run, check)
 
 
 def test_every_other_check_stays_green(faulty_run):
