@@ -255,42 +255,61 @@ def curl_pull(url: str, digest: str, repo: str) -> float:
     return time.perf_counter() - started
 
 
-def bench_blob(url: str, tmp: Path, size: int) -> dict[str, Any]:
-    out(f"== 3. large blob: {size / GIB:g} GiB through the harness client vs curl (baseline: curl) ==")
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def bench_blob(url: str, tmp: Path, size: int, rounds: int) -> dict[str, Any]:
+    out(f"== 3. large blob: {size / GIB:g} GiB through the harness client vs curl (baseline: curl; "
+        f"{rounds} interleaved rounds, medians) ==")
     path, digest = make_blob(tmp, size)
     mb = size / 1e6
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in ("curl-push", "push-chunked", "push-monolithic", "curl-pull", "pull")}
     try:
-        curl_push_s = curl_push(url, path, digest, "regconform-bench/curl")
-        chunked = harness_transfer("push-chunked", url, path, digest, "regconform-bench/chunked")
-        mono = harness_transfer("push-monolithic", url, path, digest, "regconform-bench/monolithic")
-        curl_pull_s = curl_pull(url, digest, "regconform-bench/curl")
-        pull = harness_transfer("pull", url, path, digest, "regconform-bench/monolithic")
+        for r in range(rounds):
+            for kind in runs:
+                cpu = children_cpu()
+                if kind == "curl-push":
+                    run = {"seconds": curl_push(url, path, digest, f"regconform-bench/curl-{r}"), "ok": True}
+                elif kind == "curl-pull":
+                    run = {"seconds": curl_pull(url, digest, f"regconform-bench/curl-{r}"), "ok": True}
+                else:
+                    repo = f"regconform-bench/{'push-monolithic' if kind == 'pull' else kind}-{r}"
+                    run = harness_transfer(kind, url, path, digest, repo)
+                run["cpu_s"] = children_cpu() - cpu
+                if not run["ok"]:
+                    raise RuntimeError(f"{kind} did not complete: {run}")
+                runs[kind].append(run)
     finally:
         path.unlink(missing_ok=True)
-    if not (chunked["ok"] and mono["ok"] and pull["ok"]):
-        raise RuntimeError(f"a harness transfer did not complete: {chunked} {mono} {pull}")
-    res = {
-        "blob.size_bytes": size,
-        "blob.curl_push_mb_s": round(mb / curl_push_s, 1),
-        "blob.curl_pull_mb_s": round(mb / curl_pull_s, 1),
-        "blob.push_chunked_mb_s": round(mb / chunked["seconds"], 1),
-        "blob.push_monolithic_mb_s": round(mb / mono["seconds"], 1),
-        "blob.pull_mb_s": round(mb / pull["seconds"], 1),
-    }
+
+    def med(kind: str, key: str = "seconds") -> float:
+        return statistics.median(r[key] for r in runs[kind])
+
+    res: dict[str, Any] = {"blob.size_bytes": size, "blob.rounds": rounds}
+    for kind, key in (("curl-push", "curl_push"), ("curl-pull", "curl_pull"), ("push-chunked", "push_chunked"),
+                      ("push-monolithic", "push_monolithic"), ("pull", "pull")):
+        res[f"blob.{key}_mb_s"] = round(mb / med(kind), 1)
+        res[f"blob.{key}_cpu_s"] = round(med(kind, "cpu_s"), 2)
     res["blob.push_chunked_vs_curl"] = round(res["blob.push_chunked_mb_s"] / res["blob.curl_push_mb_s"], 3)
     res["blob.push_monolithic_vs_curl"] = round(res["blob.push_monolithic_mb_s"] / res["blob.curl_push_mb_s"], 3)
     res["blob.pull_vs_curl"] = round(res["blob.pull_mb_s"] / res["blob.curl_pull_mb_s"], 3)
-    res["blob.peak_rss_mib"] = max(chunked["peak_rss_mib"], mono["peak_rss_mib"], pull["peak_rss_mib"])
-    res["blob.peak_rss_by_mode_mib"] = {"push-chunked": chunked["peak_rss_mib"], "push-monolithic": mono["peak_rss_mib"],
-                                        "pull": pull["peak_rss_mib"]}
-    out(f"  push  curl (POST + PUT --data-binary)   {curl_push_s:6.2f} s  {res['blob.curl_push_mb_s']:7.1f} MB/s  1.00")
-    out(f"  push  harness chunked (8 MiB PATCHes)   {chunked['seconds']:6.2f} s  {res['blob.push_chunked_mb_s']:7.1f} MB/s  "
-        f"{res['blob.push_chunked_vs_curl']:.2f} of curl  peak RSS {chunked['peak_rss_mib']} MiB")
-    out(f"  push  harness monolithic (streamed PUT) {mono['seconds']:6.2f} s  {res['blob.push_monolithic_mb_s']:7.1f} MB/s  "
-        f"{res['blob.push_monolithic_vs_curl']:.2f} of curl  peak RSS {mono['peak_rss_mib']} MiB")
-    out(f"  pull  curl (GET -o /dev/null)           {curl_pull_s:6.2f} s  {res['blob.curl_pull_mb_s']:7.1f} MB/s  1.00")
-    out(f"  pull  harness stream_blob (sha256 kept) {pull['seconds']:6.2f} s  {res['blob.pull_mb_s']:7.1f} MB/s  "
-        f"{res['blob.pull_vs_curl']:.2f} of curl  peak RSS {pull['peak_rss_mib']} MiB")
+    peaks = {kind: max(r["peak_rss_mib"] for r in runs[kind]) for kind in ("push-chunked", "push-monolithic", "pull")}
+    res["blob.peak_rss_mib"] = max(peaks.values())
+    res["blob.peak_rss_by_mode_mib"] = peaks
+    rows = [("push", "curl (POST + PUT --data-binary)", "curl-push", "curl_push", None),
+            ("push", "harness chunked (8 MiB PATCHes)", "push-chunked", "push_chunked", "blob.push_chunked_vs_curl"),
+            ("push", "harness monolithic (streamed PUT)", "push-monolithic", "push_monolithic", "blob.push_monolithic_vs_curl"),
+            ("pull", "curl (GET -o /dev/null)", "curl-pull", "curl_pull", None),
+            ("pull", "harness stream_blob (sha256 checked)", "pull", "pull", "blob.pull_vs_curl")]
+    for op, label, kind, key, ratio in rows:
+        line = (f"  {op}  {label:37} {med(kind):6.2f} s  {res[f'blob.{key}_mb_s']:7.1f} MB/s  "
+                f"{(res[ratio] if ratio else 1.0):.2f} of curl  cpu {res[f'blob.{key}_cpu_s']:.2f} s")
+        if kind in peaks:
+            line += f"  peak RSS {peaks[kind]} MiB"
+        each = ", ".join(f"{x['seconds']:.2f}" for x in runs[kind])
+        out(f"{line}  (runs: {each} s)")
     return res
 
 
@@ -363,6 +382,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip", default="", help="comma-separated sections to skip: suite,client,blob,load")
     parser.add_argument("--blob-size", type=int, default=GIB, help="bytes of the large blob (default 1 GiB)")
+    parser.add_argument("--blob-rounds", type=int, default=3, help="interleaved rounds of every transfer (medians)")
     parser.add_argument("--load-users", type=int, default=8)
     parser.add_argument("--load-duration", type=int, default=20)
     parser.add_argument("--no-history", action="store_true", help="do not append this run to history.jsonl")
@@ -387,7 +407,7 @@ def main() -> int:
                 if "client" not in skip:
                     results.update(bench_client(target.url))
                 if "blob" not in skip:
-                    results.update(bench_blob(target.url, tmp, args.blob_size))
+                    results.update(bench_blob(target.url, tmp, args.blob_size, args.blob_rounds))
             finally:
                 target.stop()
             results["registry.leftover_containers"] = leftover_containers(run_id)
