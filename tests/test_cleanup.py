@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from regconform.targets import PID_LABEL
+from regconform.targets import PID_LABEL, RUN_LABEL
 from suiterun import REPO, clean_env, run_containers as containers
 
 pytestmark = pytest.mark.selftest_slow
@@ -81,11 +81,20 @@ def finish(proc: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> in
         raise AssertionError(f"the run did not end within {timeout:.0f} s of its signal:\n{log.read_text()[-2000:]}") from None
 
 
+def networks(run_id: str) -> list[str]:
+    out = subprocess.run(["docker", "network", "ls", "-q", "--filter", f"label={RUN_LABEL}={run_id}"],
+                         capture_output=True, text=True, check=True).stdout
+    return out.split()
+
+
 def assert_no_containers(run_id: str, log: Path) -> None:
-    left = containers(run_id)
+    """Neither containers nor networks (mirror topologies) of the run are left; any found are removed."""
+    left, nets = containers(run_id), networks(run_id)
     if left:
         subprocess.run(["docker", "rm", "-f", "-v", *left], capture_output=True)
-    assert not left, f"run {run_id} left containers {left}:\n{log.read_text()[-3000:]}"
+    if nets:
+        subprocess.run(["docker", "network", "rm", *nets], capture_output=True)
+    assert not left and not nets, f"run {run_id} left containers {left}, networks {nets}:\n{log.read_text()[-3000:]}"
 
 
 def test_passing_run_removes_its_containers(tmp_path):
@@ -109,20 +118,26 @@ def test_failing_run_removes_its_containers(tmp_path):
     assert_no_containers(run_id, log)
 
 
-@pytest.mark.parametrize(("how", "sig", "running"), [
-    ("regconform-run-sigint", signal.SIGINT, True),
-    ("pytest-suites-sigterm", signal.SIGTERM, True),
-    ("regconform-run-sigint-while-starting", signal.SIGINT, False),
-])
-def test_interrupted_run_removes_its_containers(tmp_path, how, sig, running):
+MIRROR_SELECTION = ["-k", "mirror"]  # an upstream and a pull-through mirror on a private network
+
+
+@pytest.mark.parametrize(("how", "sig", "running", "selection"), [
+    ("regconform-run-sigint", signal.SIGINT, True, LONG_SELECTION),
+    ("pytest-suites-sigterm", signal.SIGTERM, True, LONG_SELECTION),
+    ("regconform-run-sigint-while-starting", signal.SIGINT, False, LONG_SELECTION),
+    ("pytest-suites-sigint-mirror", signal.SIGINT, True, MIRROR_SELECTION),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_interrupted_run_removes_its_containers(tmp_path, how, sig, running, selection):
     """Ctrl-C or SIGTERM while checks run (or while the registry starts): the run unwinds and removes its containers."""
     run_id, log = new_run_id(), tmp_path / "run.log"
     if how.startswith("pytest"):
-        argv = pytest_suites_argv(tmp_path / "reports", *LONG_SELECTION)
+        argv = pytest_suites_argv(tmp_path / "reports", *selection)
     else:
-        argv = regconform_argv("run", "--report-dir", str(tmp_path / "reports"), *LONG_SELECTION)
+        argv = regconform_argv("run", "--report-dir", str(tmp_path / "reports"), *selection)
     proc = start(argv, run_id, log)
     wait_for_container(run_id, proc, log, running=running)
+    if selection is MIRROR_SELECTION:
+        assert networks(run_id), "the mirror pair runs on a network of its own, labelled with the run"
     if running:
         time.sleep(1.5)  # let checks get going (pushes, private registries)
     proc.send_signal(sig)
