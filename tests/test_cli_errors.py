@@ -186,3 +186,8 @@ def test_docker_not_available_for_the_embedded_target(tmp_path: Path) -> None:
     result = regconform_run(cwd=tmp_path, env=clean_env(DOCKER_HOST="unix:///nonexistent"))
     assert_one_line_error(result, "no Docker engine reachable at unix:///nonexistent", "./setup.sh",
                           "--backend process", cwd=tmp_path)
+
+
+def test_invalid_namespace(tmp_path: Path) -> None:
+    result = regconform_run("--namespace", "My Team", cwd=tmp_path)
+    assert_one_line_error(result, "--namespace 'My Team' is not a valid repository prefix", cwd=tmp_path)

@@ -97,6 +97,10 @@ def preflight(ns: argparse.Namespace) -> None:
     bad_env = [pair for pair in ns.registry_env if "=" not in pair or pair.startswith("=")]
     if bad_env:
         raise SetupError(f"--registry-env {bad_env[0]!r}: expected KEY=VALUE")
+    if ns.namespace is not None:
+        from regconform.preflight import check_namespace
+
+        check_namespace(ns.namespace)
     if ns.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:

@@ -170,6 +170,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _check_target_options(settings: Settings, require_gc: bool) -> None:
     """Options that cannot work, as one-line usage errors before any check runs."""
+    from regconform.preflight import check_namespace
+
+    try:
+        check_namespace(settings.namespace)
+    except SetupError as exc:
+        raise pytest.UsageError(str(exc)) from None
     try:
         settings.verify  # noqa: B018 - loads --ca-cert
     except (OSError, ssl.SSLError) as exc:

@@ -7,6 +7,7 @@ carry a password or a token: they name the URL, the user and what to do.
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
 
@@ -34,6 +35,18 @@ def check_external(url: str, *, username: str | None = None, password: str | Non
         raise SetupError(f"--username {username!r} given but no password: pipe it to --password-stdin "
                          "or set REGCONFORM_PASSWORD")
     check_registry(url, username=username, password=password, verify=verify, timeout=timeout)
+
+
+# A repository name component (distribution reference grammar); components joined by "/".
+_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
+
+
+def check_namespace(namespace: str) -> None:
+    """--namespace must be a valid repository path prefix, or every check would fail with NAME_INVALID."""
+    parts = namespace.strip("/").split("/")
+    if not namespace.strip("/") or not all(_COMPONENT.fullmatch(p) for p in parts):
+        raise SetupError(f"--namespace {namespace!r} is not a valid repository prefix: lowercase letters, digits "
+                         "and . _ - inside components, components joined by /")
 
 
 def check_url(url: str) -> None:
