@@ -71,6 +71,11 @@ def loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def child_env(run_id: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REGCONFORM_", "PYTEST_"))}
     env["REGCONFORM_RUN_ID"] = run_id
@@ -93,9 +98,10 @@ def run_suites(workers: str | None, report_dir: Path) -> dict[str, Any]:
     argv = [str(VENV_BIN / "regconform"), "run", f"--report-dir={report_dir}"]
     if workers:
         argv += ["-n", workers]
-    started = time.perf_counter()
+    started, cpu, load_before = time.perf_counter(), children_cpu(), loadavg()[0]
     proc = subprocess.run(argv, capture_output=True, text=True, env=child_env(run_id), cwd=REPO, timeout=900)
     wall = time.perf_counter() - started
+    cpu = children_cpu() - cpu  # pytest and its xdist workers (not the registries, which dockerd runs)
     summary: dict[str, int] = {}
     outcomes: dict[str, str] = {}
     behaviour = report_dir / "behaviour.json"
@@ -103,7 +109,8 @@ def run_suites(workers: str | None, report_dir: Path) -> dict[str, Any]:
         doc = json.loads(behaviour.read_text())
         summary = doc.get("summary", {})
         outcomes = {c["id"]: c["outcome"] for c in doc.get("checks", [])}
-    return {"wall_s": round(wall, 2), "exit": proc.returncode, "summary": summary, "outcomes": outcomes,
+    return {"wall_s": round(wall, 2), "harness_cpu_s": round(cpu, 2), "loadavg": [load_before, loadavg()[0]],
+            "exit": proc.returncode, "summary": summary, "outcomes": outcomes,
             "leftover_containers": leftover_containers(run_id), "tail": proc.stdout.strip().splitlines()[-1:]}
 
 
@@ -114,11 +121,13 @@ def bench_suite(tmp: Path) -> dict[str, Any]:
     speedup = serial["wall_s"] / parallel["wall_s"] if parallel["wall_s"] else 0.0
     same = serial["outcomes"] == parallel["outcomes"]
     for label, r in (("serial", serial), ("-n 2", parallel)):
-        out(f"  {label:7} {r['wall_s']:7.2f} s  exit {r['exit']}  {r['summary']}  containers left: {r['leftover_containers']}")
+        out(f"  {label:7} {r['wall_s']:7.2f} s  harness cpu {r['harness_cpu_s']:6.2f} s  load avg {r['loadavg'][0]} -> "
+            f"{r['loadavg'][1]}  exit {r['exit']}  {r['summary']}  containers left: {r['leftover_containers']}")
     out(f"  -n 2 / serial wall time: {parallel['wall_s'] / serial['wall_s']:.2f}  (speedup {speedup:.2f}x)")
     out(f"  per-check outcomes identical serial vs -n 2: {same}"
         + ("" if same else f" ({len(set(serial['outcomes'].items()) ^ set(parallel['outcomes'].items()))} differ)"))
     return {"suite.serial_s": serial["wall_s"], "suite.parallel_s": parallel["wall_s"], "suite.speedup": round(speedup, 2),
+            "suite.serial_harness_cpu_s": serial["harness_cpu_s"], "suite.parallel_harness_cpu_s": parallel["harness_cpu_s"],
             "suite.checks": sum(serial["summary"].values()), "suite.outcomes_identical": same,
             "suite.serial_summary": serial["summary"], "suite.parallel_summary": parallel["summary"],
             "suite.leftover_containers": serial["leftover_containers"] + parallel["leftover_containers"]}
@@ -253,11 +262,6 @@ def curl_pull(url: str, digest: str, repo: str) -> float:
     if proc.stdout.strip() != "200":
         raise RuntimeError(f"curl GET answered {proc.stdout.strip()}")
     return time.perf_counter() - started
-
-
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def bench_blob(url: str, tmp: Path, size: int, rounds: int) -> dict[str, Any]:
