@@ -152,8 +152,10 @@ def test_gc_checks_skip_without_commands_and_run_with_them(tmp_path: Path) -> No
     """No --gc-command: the GC checks are skipped with that reason (never passed); with the commands they run."""
     target = ContainerTarget(registry_image(), registry_env(True), f"gc-{uuid.uuid4().hex[:8]}", host_port=free_port())
     try:
-        skipped = run_cli("--registry-url", target.url, "-k", "gc", "--report-dir", str(tmp_path / "skip"), cwd=tmp_path)
+        skipped = run_cli("--registry-url", target.url, "--report-dir", str(tmp_path / "skip"), cwd=tmp_path,
+                          env=clean_env(REGCONFORM_MARKEXPR="needs_gc"))  # -m through its environment variable
         assert skipped.returncode == 0, skipped.stdout[-2000:]
+        assert not passed_in(tmp_path / "skip", "pull")  # -m selected the GC checks only
         gc = [c for c in outcomes(tmp_path / "skip").values() if c["workflow"] == "garbage-collection"]
         assert gc and all(c["outcome"] == "skipped" and "--gc-command" in str(c["reason"]) for c in gc)
         cid = target.container_id
