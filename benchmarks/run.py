@@ -148,11 +148,12 @@ def start_registry(run_id: str) -> Any:
 # -- 2. client overhead -----------------------------------------------------------------------------
 
 
-def per_request_ms(fn: Any, n: int) -> float:
-    started = time.perf_counter()
+def per_request_ms(fn: Any, n: int) -> tuple[float, float]:
+    """Wall and CPU milliseconds per call (CPU time shows the client's own cost on a busy machine)."""
+    started, cpu = time.perf_counter(), time.process_time()
     for _ in range(n):
         fn()
-    return (time.perf_counter() - started) / n * 1000
+    return (time.perf_counter() - started) / n * 1000, (time.process_time() - cpu) / n * 1000
 
 
 def bench_client(url: str, rounds: int = 7, per_round: int = 100) -> dict[str, Any]:
@@ -183,13 +184,16 @@ def bench_client(url: str, rounds: int = 7, per_round: int = 100) -> dict[str, A
                 harness_ms.append(per_request_ms(harness_fn, per_round))
                 record.end()
                 harness.exchanges.clear()
-            r, h = statistics.median(raw_ms), statistics.median(harness_ms)
+            r, h = statistics.median(w for w, _ in raw_ms), statistics.median(w for w, _ in harness_ms)
+            rc, hc = statistics.median(c for _, c in raw_ms), statistics.median(c for _, c in harness_ms)
             label = "GET /v2/" if name == "ping" else "GET blob (4 KiB)"
-            out(f"  {label:17} raw httpx {r:6.3f} ms  harness {h:6.3f} ms  ratio {h / r:.2f}  "
-                f"({rounds} rounds x {per_round} requests, medians)")
+            out(f"  {label:17} raw httpx {r:6.3f} ms  harness {h:6.3f} ms  ratio {h / r:.2f}   "
+                f"client CPU per request: raw {rc:.3f} ms, harness {hc:.3f} ms, ratio {hc / rc:.2f}  "
+                f"({rounds} interleaved rounds x {per_round} requests, medians)")
             results[f"client.{name}_raw_ms"] = round(r, 3)
             results[f"client.{name}_harness_ms"] = round(h, 3)
             results[f"client.{name}_ratio"] = round(h / r, 3)
+            results[f"client.{name}_cpu_ratio"] = round(hc / rc, 3)
     finally:
         raw.close()
         harness.close()
