@@ -161,6 +161,8 @@ class RegistryClient:
             follow_redirects=False,
             headers={"User-Agent": "regconform/0.1"},
         )
+        # httpx would send `Accept: */*` on every request: "no Accept" (accept=None) must mean none.
+        del self.http.headers["Accept"]
         self.exchanges: list[Exchange] = []
         self.on_exchange = on_exchange
         self.record = True
