@@ -166,13 +166,15 @@ def faulty_run(pair: EmbeddedMirror, tmp_path_factory: pytest.TempPathFactory) -
         return run_mirror_suites(pair, proxy.url, tmp_path_factory.mktemp("faulty"))
 
 
-def expect_red(run: SuiteRun, check: str) -> None:
+def expect_red(run: SuiteRun, check: str, words: list[str] | None = None) -> None:
+    """Every node of `check` failed, its message carrying `words` (default: the faulty run's RED entry)."""
+    words = RED[check] if words is None else words
     ids = run.ids(check)
     assert ids, f"no check matches {check!r}: {run.ids()}\n{run.tail()}"
     for node in ids:
         record = run.records[node]
         assert record["outcome"] == "failed", f"{node}: {record['outcome']} ({record['reason']})\n{run.tail()}"
-        for word in RED[check]:
+        for word in words:
             assert word in (record["reason"] or ""), f"{node}: {word!r} not in {record['reason']!r}"
 
 
@@ -232,3 +234,82 @@ def test_every_other_check_stays_green(faulty_run):
             continue
         expected = "skipped" if any(name in node for name in SKIPPED) else "passed"
         assert outcome == expected, f"{node}: {outcome} ({faulty_run.records[node]['reason']})"
+
+
+# -- an upstream that requires credentials --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def auth_pair() -> Iterator[EmbeddedMirror]:
+    image = resolve_registry_image(docker_client(), os.environ.get("REGCONFORM_REGISTRY_IMAGE", "registry:2"))
+    pair = EmbeddedMirror(image, f"selftest-mirror-{uuid.uuid4().hex[:8]}", "auth", credentials_via="remoteurl")
+    try:
+        yield pair
+    finally:
+        pair.close()
+
+
+def run_auth_check(pair: EmbeddedMirror, rules: list[Rule], report_dir: Path) -> SuiteRun:
+    assert pair.upstream_credentials is not None
+    with FaultProxy(pair.mirror_url, rules) as proxy:
+        argv = [sys.executable, "-m", "pytest", "suites/mirror", "-p", "no:cacheprovider", "-q", "-rfEs",
+                f"--mirror-url={proxy.url}", f"--upstream-url={pair.upstream_url}", "--push-fixtures",
+                f"--upstream-username={pair.upstream_credentials.username}", f"--report-dir={report_dir}",
+                "--profile=distribution-2.8", "-k", "auth_upstream or pull_by_tag"]
+        return run_command(argv, report_dir=report_dir, timeout=300,
+                           extra_env={"REGCONFORM_UPSTREAM_PASSWORD": pair.upstream_credentials.password})
+
+
+def not_found(request: Request) -> Response:
+    body = b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}'
+    return Response(404, {"Content-Type": "application/json", "Content-Length": str(len(body))}, body, request)
+
+
+def test_mirror_without_upstream_credentials_is_caught(auth_pair, tmp_path):
+    """Pulls through the mirror of an auth-protected upstream answered 404 (how a mirror lacking the
+    credentials answers): the upstream-auth check fails; plain pull-through checks stay green."""
+    rules = [Rule(r"test-mirror-pulls-from-auth[^/]*/manifests/", method="GET", respond=not_found)]
+    run = run_auth_check(auth_pair, rules, tmp_path)
+    expect_red(run, "test_mirror_pulls_from_auth_upstream",
+               ["(upstream requires auth) through the mirror", "expected 200", "mirror.upstream-auth",
+                "got 404 MANIFEST_UNKNOWN"])
+    assert set(run.outcomes("test_pull_by_tag").values()) == {"passed"}, run.tail()
+
+
+def test_mirror_requiring_client_credentials_is_caught(auth_pair, tmp_path):
+    """The mirror asks its clients for credentials (401 on /v2/): the no-client-credentials check fails."""
+    challenge = {"WWW-Authenticate": 'Basic realm="mirror"', "Content-Type": "application/json"}
+    rules = [Rule(r"^/v2/$", method="GET", respond=lambda req: Response(401, {**challenge, "Content-Length": "2"},
+                                                                         b"{}", req))]
+    run = run_auth_check(auth_pair, rules, tmp_path)
+    expect_red(run, "test_mirror_pulls_from_auth_upstream",
+               ["GET /v2/ on the mirror without credentials", "expected 200", "mirror.client-needs-no-credentials",
+                "got 401"])
+
+
+# -- checks no proxy can reach: the profile says otherwise, the check fails -----------------------------
+
+
+def embedded_run(report_dir: Path, profile: str, keyword: str) -> SuiteRun:
+    argv = [sys.executable, "-m", "pytest", "suites/mirror", "-p", "no:cacheprovider", "-q", "-rfEs",
+            f"--report-dir={report_dir}", f"--profile={profile}", "-k", keyword]
+    return run_command(argv, report_dir=report_dir, timeout=300)
+
+
+def test_cache_expiry_other_than_recorded_is_caught(tmp_path):
+    """The TTL is read from the mirror's own schedule file: a profile recording 24 h fails the check on 2.8."""
+    profile = tmp_path / "ttl-24"
+    profile.mkdir()
+    (profile / "profile.toml").write_text('name = "ttl-24"\nextends = "distribution-2.8"\n')
+    (profile / "mirror.toml").write_text('[checks."mirror.cache.ttl"]\nttl_hours = 24\n')
+    run = embedded_run(tmp_path / "run", str(profile), "expiry and open and docker")
+    expect_red(run, "test_cache_expiry_of_pulled_content",
+               ["expires in 168", "not the 24 h recorded", "ttl-24: mirror.cache.ttl"])
+
+
+def test_proxy_credentials_answer_other_than_recorded_is_caught(tmp_path):
+    """distribution-3 expects proxy.username/password to reach a basic-auth upstream: 2.8's 404 is a deviation."""
+    run = embedded_run(tmp_path, "distribution-3", "proxy_config_credentials")
+    expect_red(run, "test_proxy_config_credentials",
+               ["through a mirror holding proxy.username/password", "expected 200",
+                "distribution-3: mirror.upstream-auth.proxy-config", "got 404 MANIFEST_UNKNOWN"])
