@@ -16,6 +16,7 @@ import pytest
 
 from faultproxy import FaultProxy, Request, Response, Rule
 from regconform.client import sha256_digest
+from regconform.interop import skopeo_path
 from suiterun import SuiteRun
 from test_pull_deviations import assert_clean, base_name, clean_baseline, short
 
@@ -31,6 +32,7 @@ ENVELOPE_CASES = ["manifest-unknown", "blob-unknown", "blob-digest-malformed", "
                   "blob-digest-mismatch", "blob-digest-missing", "manifest-blob-unknown", "manifest-invalid",
                   "manifest-digest-mismatch", "manifest-oversized", "upload-unknown", "upload-id-invalid",
                   "manifest-delete-unknown", "blob-delete-unknown"]
+HARNESS_AGENTS = ("regconform/", "python-httpx/")
 ENVELOPE_CHECK = "test_error_answer_carries_the_error_envelope"
 
 
@@ -150,11 +152,23 @@ def cancel_ignored() -> Mode:
 
 
 def base_endpoint_missing() -> Mode:
-    """GET /v2/ answers 404: the harness's own requests never need it, a real client (skopeo) does."""
-    return Mode("GET /v2/ answers 404", PUSH,
-                [Rule(r"^/v2/?$", method="GET", respond=lambda req: registry_answer(404, req, {"Content-Type": "text/plain"}, b"no"))],
+    """GET /v2/ answers 404 to real clients: the checks' own requests never need it, skopeo does.
+
+    The harness's own GET /v2/ (client and preflight: regconform/..., python-httpx/...) still reaches
+    the registry, else the run would stop before any check.
+    """
+    mode = Mode("GET /v2/ answers 404 to clients", PUSH, [],
                 ["test_skopeo_pushes_what_the_harness_reads_back", "test_skopeo_reads_what_the_harness_pushed"],
                 [r"skopeo (copy|inspect)", r"failed \(exit"])
+
+    def hide(req: Request) -> Request:
+        if req.headers.get("user-agent", "").startswith(HARNESS_AGENTS):
+            return req
+        mode.changed.append(req.headers.get("user-agent", ""))
+        return replace(req, path="/v2-hidden/")  # not a route: the registry answers 404
+
+    mode.rules = [Rule(r"^/v2/?$", method="GET", rewrite=hide)]
+    return mode
 
 
 # -- negative push -----------------------------------------------------------------------------------------
@@ -275,7 +289,7 @@ MODES: dict[str, Callable[[], Mode]] = {
     "error-content-type-wrong": error_content_type_wrong,
     "error-code-outside-the-list": error_code_outside_the_list,
 }
-CHANGES_ANSWERS = {"mount-lies", "oversized-manifest-accepted", "chunk-range-off-by-one", "session-status-range-wrong", "digest-not-verified",
+CHANGES_ANSWERS = {"mount-lies", "base-endpoint-missing", "oversized-manifest-accepted", "chunk-range-off-by-one", "session-status-range-wrong", "digest-not-verified",
                    "error-body-not-json", "error-content-type-wrong", "error-code-outside-the-list"}
 
 
@@ -328,8 +342,8 @@ def test_clean_proxy_keeps_the_push_and_error_checks_as_recorded(module, baselin
     outcomes = set(run.outcomes().values())
     assert outcomes <= {"passed", "unsupported", "skipped"}, run.tail()
     assert "passed" in outcomes, run.tail()
-    # skopeo is installed here (setup.sh): the interoperability checks must really run, not skip
-    if module == PUSH:
+    # with skopeo installed (setup.sh does it) the interoperability checks must really run, not skip
+    if module == PUSH and skopeo_path() is not None:
         skopeo = {short(i): o for i, o in run.outcomes("skopeo").items()}
         assert skopeo and set(skopeo.values()) == {"passed"}, skopeo
 
@@ -337,6 +351,8 @@ def test_clean_proxy_keeps_the_push_and_error_checks_as_recorded(module, baselin
 @pytest.mark.parametrize("mode_name", list(MODES))
 def test_push_deviation_turns_exactly_its_checks_red(mode_name, baselines, fault_proxy, run_suites):
     """Each deviation: exactly its checks fail (every listed variant), naming the deviation; the rest as when clean."""
+    if mode_name == "base-endpoint-missing" and skopeo_path() is None:
+        pytest.skip("skopeo is not installed (./setup.sh installs it): only a real client notices a missing /v2/")
     mode = MODES[mode_name]()
     baseline = baselines[mode.module]
     proxy = fault_proxy(mode.rules)
