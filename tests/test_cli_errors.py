@@ -191,3 +191,8 @@ def test_docker_not_available_for_the_embedded_target(tmp_path: Path) -> None:
 def test_invalid_namespace(tmp_path: Path) -> None:
     result = regconform_run("--namespace", "My Team", cwd=tmp_path)
     assert_one_line_error(result, "--namespace 'My Team' is not a valid repository prefix", cwd=tmp_path)
+
+
+def test_invalid_keyword_expression(tmp_path: Path) -> None:
+    result = regconform_run("-k", "pull and (", cwd=tmp_path)
+    assert_one_line_error(result, "-k 'pull and (' is not a valid pytest expression", cwd=tmp_path)

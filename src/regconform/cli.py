@@ -97,10 +97,13 @@ def preflight(ns: argparse.Namespace) -> None:
     bad_env = [pair for pair in ns.registry_env if "=" not in pair or pair.startswith("=")]
     if bad_env:
         raise SetupError(f"--registry-env {bad_env[0]!r}: expected KEY=VALUE")
-    if ns.namespace is not None:
-        from regconform.preflight import check_namespace
+    from regconform.preflight import check_expression, check_namespace
 
+    if ns.namespace is not None:
         check_namespace(ns.namespace)
+    for flag, expression in (("-k", ns.keyword), ("-m", ns.markexpr)):
+        if expression:
+            check_expression(flag, expression)
     if ns.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:
@@ -137,7 +140,7 @@ def cmd_run(ns: argparse.Namespace, extra: list[str]) -> int:
         return code
     if code == 5:
         return _fail("no check was selected (check -k / -m)")
-    return EXIT_ERROR
+    return _fail(f"the run stopped early (pytest exit code {code}); the reason is in the output above")
 
 
 def cmd_setup(ns: argparse.Namespace) -> int:

@@ -49,6 +49,19 @@ def check_namespace(namespace: str) -> None:
                          "and . _ - inside components, components joined by /")
 
 
+def check_expression(flag: str, expression: str) -> None:
+    """-k / -m must parse, else pytest would fail after creating the report folder."""
+    try:
+        from _pytest.mark.expression import Expression  # pytest's own parser: the same verdict
+    except ImportError:  # private API moved: pytest itself will say it
+        return
+    try:
+        Expression.compile(expression)
+    except Exception as exc:  # noqa: BLE001 - SyntaxError in pytest 9, ParseError before
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SetupError(f"{flag} {expression!r} is not a valid pytest expression ({detail})") from None
+
+
 def check_url(url: str) -> None:
     if not url.startswith(("http://", "https://")):
         raise SetupError(f"--registry-url {url!r} is not an http:// or https:// URL")
