@@ -75,6 +75,12 @@ def _delete_despite_scope(resp: Response) -> Response:
     return replace(resp, status=202, headers={"content-length": "0"}, body=b"")
 
 
+def _accept_forged_token(resp: Response) -> Response:
+    if "invalid_token" not in resp.headers.get("www-authenticate", ""):
+        return resp
+    return replace(resp, status=200, headers={"content-type": "application/json", "content-length": "2"}, body=b"{}")
+
+
 def test_clean_proxy_keeps_every_auth_check_green(token: AuthRegistry, tmp_path: Path) -> None:
     results = auth_outcomes(token, [], tmp_path)
     assert all(outcome == "passed" for outcome, _ in results.values()), results
@@ -122,3 +128,9 @@ def test_registry_that_accepts_any_password(tmp_path: Path) -> None:
         results = auth_outcomes(reg, [Rule(r"^/v2/", rewrite=any_password)], tmp_path)
     assert red(results) == {"wrong_credentials"}, results
     assert "GET /v2/ with a wrong password: expected 401" in results["wrong_credentials"][1]
+
+
+def test_forged_token_accepted(token: AuthRegistry, tmp_path: Path) -> None:
+    results = auth_outcomes(token, [Rule(r"^/v2/$", transform=on_status(401, _accept_forged_token))], tmp_path)
+    assert red(results) == {"invalid_token"}, results
+    assert "GET /v2/ with a forged token: expected 401" in results["invalid_token"][1]
