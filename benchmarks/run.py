@@ -243,7 +243,7 @@ def harness_transfer(mode: str, url: str, path: Path, digest: str, repo: str) ->
 
 
 def curl_push(url: str, path: Path, digest: str, repo: str) -> float:
-    """What a real client does: POST for a session, then one PUT with the whole file and the digest."""
+    """What a real client does: POST for a session, then one PUT of the whole file with the digest."""
     started = time.perf_counter()
     post = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-D", "-", "-X", "POST", f"{url}/v2/{repo}/blobs/uploads/"],
                           capture_output=True, text=True, check=True)
@@ -251,8 +251,9 @@ def curl_push(url: str, path: Path, digest: str, repo: str) -> float:
                     if line.lower().startswith("location:"))
     target = location if location.startswith("http") else url + location
     target += ("&" if "?" in target else "?") + f"digest={digest}"
-    put = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT",
-                          "-H", "Content-Type: application/octet-stream", "--data-binary", f"@{path}", target],
+    # --upload-file streams the file (a PUT); curl 7.88 refuses `--data-binary @file` for 1 GiB: "out of memory".
+    put = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--upload-file", str(path),
+                          "-H", "Content-Type: application/octet-stream", target],
                          capture_output=True, text=True, check=True)
     if put.stdout.strip() != "201":
         raise RuntimeError(f"curl PUT answered {put.stdout.strip()}")
@@ -306,7 +307,7 @@ def bench_blob(url: str, tmp: Path, size: int, rounds: int) -> dict[str, Any]:
     peaks = {kind: max(r["peak_rss_mib"] for r in runs[kind]) for kind in ("push-chunked", "push-monolithic", "pull")}
     res["blob.peak_rss_mib"] = max(peaks.values())
     res["blob.peak_rss_by_mode_mib"] = peaks
-    rows = [("push", "curl (POST + PUT --data-binary)", "curl-push", "curl_push", None),
+    rows = [("push", "curl (POST + PUT --upload-file)", "curl-push", "curl_push", None),
             ("push", "harness chunked (8 MiB PATCHes)", "push-chunked", "push_chunked", "blob.push_chunked_vs_curl"),
             ("push", "harness monolithic (streamed PUT)", "push-monolithic", "push_monolithic", "blob.push_monolithic_vs_curl"),
             ("pull", "curl (GET -o /dev/null)", "curl-pull", "curl_pull", None),
