@@ -173,6 +173,15 @@ def referrers_tag_corrupted() -> Mode:
                 ["test_referrers_tag_schema_fallback_serves_the_index"], [r"bytes served under sha256-[0-9a-f]{64}"])
 
 
+def missing_subject_refused() -> Mode:
+    """An artifact whose subject is not in the repository is refused (the spec says it MUST be accepted)."""
+    refuse = lambda req: json_answer(400, {"errors": [{"code": "MANIFEST_BLOB_UNKNOWN", "message": "subject unknown"}]}, req)  # noqa: E731
+    return Mode("manifest with a missing subject refused",
+                [Rule(r"manifest-with-subject-is-accepted[^/]*/manifests/", method="PUT", respond=refuse)],
+                ["test_manifest_with_subject_is_accepted_before_its_subject_exists"],
+                [r"subject does not exist", r"expected 201", r"got 400 MANIFEST_BLOB_UNKNOWN"])
+
+
 MODES: dict[str, tuple[str, Callable[[], Mode]]] = {
     "catalog-drops-repository": (DISCOVERY, catalog_drops_repository),
     "catalog-link-missing": (DISCOVERY, catalog_link_missing),
@@ -186,6 +195,7 @@ MODES: dict[str, tuple[str, Callable[[], Mode]]] = {
     "referrers-garbage": (REFERRERS, referrers_garbage),
     "oci-subject-announced": (REFERRERS, oci_subject_announced),
     "referrers-tag-corrupted": (REFERRERS, referrers_tag_corrupted),
+    "missing-subject-refused": (REFERRERS, missing_subject_refused),
 }
 
 

@@ -190,7 +190,69 @@ def blob_length_wrong() -> Mode:
                 ["test_blob_head_carries_length_and_digest"], [r"Content-Length of HEAD blob"])
 
 
+def blob_bytes_corrupted() -> Mode:
+    """Full blob GETs serve one byte changed (same length, same headers)."""
+    mode = Mode("blob bytes corrupted", [], ["test_blob_get_serves_the_bytes_of_its_digest"], [r"sha256 of the bytes served"])
+
+    def corrupt(resp: Response) -> Response:
+        if resp.status != 200 or not resp.body:
+            return resp
+        mode.changed.append("blob")
+        return replace(resp, body=bytes([(resp.body[0] + 1) % 256]) + resp.body[1:])
+
+    mode.rules = [Rule(BLOBS, method="GET", transform=corrupt)]
+    return mode
+
+
+def not_modified_always() -> Mode:
+    """Any If-None-Match on a manifest gets 304, whatever Etag it names."""
+    def not_modified(resp: Response) -> Response:
+        conditional = resp.request is not None and "if-none-match" in resp.request.headers
+        return Response(304, {"Docker-Distribution-Api-Version": "registry/2.0"}, b"", resp.request) if conditional else resp
+
+    return Mode("304 for any If-None-Match", [Rule(MANIFESTS, method="GET", transform=not_modified)],
+                ["test_manifest_if_none_match_with_another_etag_answers_200"], [r"another digest", r"got 304"])
+
+
+def unknown_manifests_served() -> Mode:
+    """A tag or digest the repository does not hold is answered 200 with some manifest."""
+
+    def serve(req: Request) -> Response:
+        return Response(200, {"Content-Type": "application/vnd.oci.image.manifest.v1+json",
+                              "Docker-Content-Digest": WRONG_DIGEST}, b'{"schemaVersion":2}', req)
+
+    return Mode("unknown manifests served", [Rule(MANIFESTS + r"(no-such-tag|sha256:0{64})$", respond=serve),
+                                             Rule(r"manifest-of-unknown-repository[^/]*/manifests/latest$", respond=serve)],
+                ["test_unknown_manifest_answers_404_manifest_unknown", "test_manifest_of_unknown_repository_answers_404"],
+                [r"unknown (manifest|repository)", r"expected 404", r"got 200"])
+
+
+def malformed_blob_digest_404() -> Mode:
+    def unknown(req: Request) -> Response:
+        body = b'{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}'
+        return Response(404, {"Content-Type": "application/json"}, body, req)
+
+    return Mode("malformed blob digest answered 404", [Rule(BLOBS + r"(abc|z+)$", respond=unknown)],
+                ["test_blob_with_malformed_digest_answers_as_profile_says"],
+                [r"blob by malformed digest", r"expected 400 DIGEST_INVALID", r"got 404"])
+
+
+def blob_if_none_match_ignored() -> Mode:
+    def drop_condition(req: Request) -> Request:
+        headers = req.headers.copy()
+        headers.pop("If-None-Match", None)
+        return replace(req, headers=headers)
+
+    return Mode("If-None-Match ignored on blobs", [Rule(BLOBS, rewrite=drop_condition)],
+                ["test_blob_if_none_match_with_its_etag_answers_304"], [r"If-None-Match", r"expected 304", r"got 200"])
+
+
 MODES: dict[str, Callable[[], Mode]] = {
+    "blob-bytes-corrupted": blob_bytes_corrupted,
+    "not-modified-always": not_modified_always,
+    "unknown-manifests-served": unknown_manifests_served,
+    "malformed-blob-digest-404": malformed_blob_digest_404,
+    "blob-if-none-match-ignored": blob_if_none_match_ignored,
     "range-bytes-wrong": range_bytes_wrong,
     "content-type-wrong": content_type_wrong,
     "etag-wrong": etag_wrong,
@@ -223,5 +285,5 @@ def test_pull_deviation_turns_exactly_its_checks_red(mode_name, pull_baseline, f
     proxy = fault_proxy(mode.rules)
     run = run_suites(proxy.url, "-k", PULL, "--ignore=suites/mirror")
     assert_mode(run, mode, pull_baseline, proxy)
-    if mode_name in ("range-bytes-wrong", "unsatisfiable-range-complete"):
+    if mode_name in ("range-bytes-wrong", "unsatisfiable-range-complete", "blob-bytes-corrupted"):
         assert mode.changed, f"{mode.name}: the rules fired but never changed an answer"
