@@ -97,6 +97,48 @@ def tags_missing() -> Mode:
                 did_something=lambda: bool(dropped))
 
 
+def tags_stale_after_delete() -> Mode:
+    """tags/list keeps listing tags of deleted manifests (every tag ever pushed to the repository)."""
+    pushed: dict[str, list[str]] = {}
+    stale: list[str] = []
+
+    def note_tag(req: Request) -> Request:
+        name, _, tag = req.path.removeprefix("/v2/").partition("/manifests/")
+        if tag not in pushed.setdefault(name, []):
+            pushed[name].append(tag)
+        return req
+
+    def keep_old(resp: Response) -> Response:
+        if resp.status != 200:
+            return resp
+        doc = json.loads(resp.body)
+        tags = doc.get("tags") or []
+        missing = [t for t in pushed.get(doc["name"], []) if t not in tags]
+        if not missing:
+            return resp
+        stale.extend(missing)
+        return replace(resp, body=json.dumps({**doc, "tags": tags + missing}).encode())
+
+    rules = [Rule(MANIFEST_BY_TAG, method="PUT", rewrite=note_tag), Rule(r"/tags/list", method="GET", transform=keep_old)]
+    return Mode("tags/list keeps tags of deleted manifests", rules,
+                red=["test_tags_list_follows_deletions"], reason=[r"tags listed after deleting beta and the index"],
+                did_something=lambda: bool(stale))
+
+
+def tags_empty_list_not_null() -> Mode:
+    """With no tag left, tags/list answers `"tags": []` where 2.8.2 answers `"tags": null`."""
+
+    def empty_list(resp: Response) -> Response:
+        if resp.status != 200:
+            return resp
+        doc = json.loads(resp.body)
+        return replace(resp, body=json.dumps({**doc, "tags": []}).encode()) if doc.get("tags") is None else resp
+
+    return Mode('tags/list answers [] instead of null', [Rule(r"/tags/list", method="GET", transform=empty_list)],
+                red=["test_tags_list_follows_deletions"], reason=[r"tags field with no tag left", r"expected 'null'",
+                                                                  re.escape("got []")])
+
+
 # -- behaviour 2: digest header --------------------------------------------------------------------------
 
 
@@ -115,6 +157,23 @@ def digest_wrong() -> Mode:
                 red=["test_manifest_get_digest_header_is_digest_of_bytes_served",
                      "test_manifest_head_carries_digest_length_and_type"],
                 reason=[r"Docker-Content-Digest of (GET|HEAD)", re.escape(WRONG_DIGEST)])
+
+
+def head_headers_wrong(header: str, value: str) -> Mode:
+    return Mode(f"wrong {header} on manifest HEAD", [Rule(r"/manifests/", method="HEAD", set_headers={header: value})],
+                red=["test_manifest_head_carries_digest_length_and_type"],
+                reason=[rf"{header} of HEAD", re.escape(repr(value))])
+
+
+def get_body_altered() -> Mode:
+    """GET serves other bytes (a trailing newline) under the digest of the stored manifest."""
+
+    def add_newline(resp: Response) -> Response:
+        return replace(resp, body=resp.body + b"\n") if resp.status == 200 else resp
+
+    return Mode("manifest bytes changed on GET", [Rule(r"/manifests/", method="GET", transform=add_newline)],
+                red=["test_manifest_get_digest_header_is_digest_of_bytes_served"],
+                reason=[r"Docker-Content-Digest of GET .* vs sha256 of the body"])
 
 
 def accept_ignored() -> Mode:
@@ -276,10 +335,15 @@ def test_clean_proxy_keeps_the_seed_checks_green(fault_proxy, run_suites):
 
 MODES: dict[str, Callable[[str], Mode]] = {
     "tags-missing": lambda up: tags_missing(),
+    "tags-stale-after-delete": lambda up: tags_stale_after_delete(),
+    "tags-empty-list-not-null": lambda up: tags_empty_list_not_null(),
     "digest-dropped-get": lambda up: digest_dropped("GET"),
     "digest-dropped-head": lambda up: digest_dropped("HEAD"),
     "digest-dropped-put": lambda up: digest_dropped("PUT"),
     "digest-wrong": lambda up: digest_wrong(),
+    "head-content-length-wrong": lambda up: head_headers_wrong("Content-Length", "7"),
+    "head-content-type-wrong": lambda up: head_headers_wrong("Content-Type", "application/octet-stream"),
+    "get-body-altered": lambda up: get_body_altered(),
     "accept-ignored": lambda up: accept_ignored(),
     "delete-200": lambda up: delete_answers_200(),
     "delete-body": lambda up: delete_with_body(),
