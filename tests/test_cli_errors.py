@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from authregistries import AuthRegistry, clean_env, htpasswd_registry, write_tls
+from authregistries import AuthRegistry, clean_env, htpasswd_registry, token_registry, write_tls
 from regconform.targets import PID_LABEL, free_port
 
 
@@ -196,3 +196,17 @@ def test_invalid_namespace(tmp_path: Path) -> None:
 def test_invalid_keyword_expression(tmp_path: Path) -> None:
     result = regconform_run("-k", "pull and (", cwd=tmp_path)
     assert_one_line_error(result, "-k 'pull and (' is not a valid pytest expression", cwd=tmp_path)
+
+
+def test_token_service_unreachable(tmp_path: Path) -> None:
+    """The registry's challenge names a realm nobody answers on: the message names the token service."""
+    with token_registry(tmp_path / "reg") as reg:
+        assert reg.issuer is not None
+        realm = reg.issuer.realm
+        reg.issuer.stop()
+        result = regconform_run("--registry-url", reg.url, "--username", reg.username, cwd=tmp_path,
+                                env=clean_env(REGCONFORM_PASSWORD=reg.password))
+    origin = realm.rsplit("/", 1)[0]
+    assert_one_line_error(result, f"cannot connect to the token service {origin} named by {reg.url}",
+                          "connection refused", cwd=tmp_path)
+    assert reg.password not in result.stderr
