@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,8 +36,34 @@ def container_pids(ids: list[str]) -> list[str]:
     return out.split()
 
 
+# What each test started, so that a test failing half-way still leaves nothing behind.
+_RUN_IDS: list[str] = []
+_PROCS: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def _leave_nothing_behind() -> Iterator[None]:
+    yield
+    for proc in _PROCS:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    for run_id in _RUN_IDS:
+        if left := containers(run_id):
+            subprocess.run(["docker", "rm", "-f", "-v", *left], capture_output=True)
+        if nets := networks(run_id):
+            subprocess.run(["docker", "network", "rm", *nets], capture_output=True)
+    _PROCS.clear()
+    _RUN_IDS.clear()
+
+
 def new_run_id() -> str:
-    return f"selftest-cleanup-{uuid.uuid4().hex[:8]}"
+    _RUN_IDS.append(f"selftest-cleanup-{uuid.uuid4().hex[:8]}")
+    return _RUN_IDS[-1]
 
 
 def regconform_argv(*args: str) -> list[str]:
@@ -49,8 +76,10 @@ def pytest_suites_argv(report_dir: Path, *args: str) -> list[str]:
 
 def start(argv: list[str], run_id: str, log: Path) -> subprocess.Popen[bytes]:
     with open(log, "wb") as out:  # a file, not a pipe: a blocked pipe would stall the run under test
-        return subprocess.Popen(argv, cwd=REPO, env=clean_env({"REGCONFORM_RUN_ID": run_id}), stdout=out,
+        proc = subprocess.Popen(argv, cwd=REPO, env=clean_env({"REGCONFORM_RUN_ID": run_id}), stdout=out,
                                 stderr=subprocess.STDOUT)
+    _PROCS.append(proc)
+    return proc
 
 
 def wait_for_container(run_id: str, proc: subprocess.Popen[bytes], log: Path, *, running: bool,
