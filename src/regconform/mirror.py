@@ -46,6 +46,7 @@ PROXY_USER = "regconform-proxy"
 HTPASSWD_IN_CONTAINER = "/auth/htpasswd"
 # Where distribution 2.x keeps the proxy's expiry schedule (under the storage root).
 SCHEDULER_STATE = "/var/lib/registry/scheduler-state.json"
+STORAGE_ROOT = "/var/lib/registry/docker/registry/v2"
 VARIANTS = ("open", "auth")
 CREDENTIAL_WIRINGS = ("proxy-config", "remoteurl")
 
@@ -75,6 +76,10 @@ class MirrorPair:
 
     def cache_state(self) -> dict[str, Any] | None:
         """The mirror's cache expiry schedule, where it can be read (embedded distribution only)."""
+        return None
+
+    def holds_blob(self, repo: str, digest: str) -> bool | None:
+        """Whether the mirror's storage links the blob into the repository; None where it cannot be seen."""
         return None
 
     def close(self) -> None:
@@ -164,16 +169,24 @@ class EmbeddedMirror(MirrorPair):
         self.upstream.start_again()
         self.upstream_url = self.upstream.url  # start_again re-reads the published port
 
-    def cache_state(self) -> dict[str, Any] | None:
-        """Read the scheduler state file out of the mirror container (the image has no shell)."""
+    def _read_file(self, path: str) -> bytes | None:
+        """A file out of the mirror container (the image has no shell), None if it does not exist."""
         assert self.mirror is not None
         try:
-            stream, _ = self.mirror.container.get_wrapped_container().get_archive(SCHEDULER_STATE)
-        except Exception:  # noqa: BLE001 - not written yet: nothing scheduled
+            stream, _ = self.mirror.container.get_wrapped_container().get_archive(path)
+        except Exception:  # noqa: BLE001 - docker answers 404: not there (yet)
             return None
         with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
             member = tar.extractfile(tar.getmembers()[0])
-            return json.loads(member.read()) if member else None
+            return member.read() if member else None
+
+    def cache_state(self) -> dict[str, Any] | None:
+        data = self._read_file(SCHEDULER_STATE)
+        return json.loads(data) if data else None
+
+    def holds_blob(self, repo: str, digest: str) -> bool | None:
+        algo, _, hexpart = digest.partition(":")
+        return self._read_file(f"{STORAGE_ROOT}/repositories/{repo}/_layers/{algo}/{hexpart}/link") is not None
 
     def close(self) -> None:
         for target in (self.mirror, self.upstream):
