@@ -61,7 +61,7 @@ def expect_answer(resp: httpx.Response, exp: Expectation, what: str | None = Non
     for name, want in exp.headers.items():
         got = resp.headers.get(name)
         if want == "*" and got is None:
-            raise deviation(exp, what, f"no {name} header")
+            raise deviation(exp, what, f"{resp.status_code} with no {name} header (the profile requires it)")
         if want != "*" and got != want:
             raise deviation(exp, what, f"{name}: {got!r} instead of {want!r}")
     if not exp.supported:
