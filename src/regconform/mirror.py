@@ -19,6 +19,7 @@ must refuse).
 
 from __future__ import annotations
 
+import glob
 import io
 import json
 import os
@@ -48,6 +49,7 @@ HTPASSWD_IN_CONTAINER = "/auth/htpasswd"
 SCHEDULER_STATE = "/var/lib/registry/scheduler-state.json"
 STORAGE_ROOT = "/var/lib/registry/docker/registry/v2"
 VARIANTS = ("open", "auth")
+WORKDIR_PREFIX = "regconform-mirror-"
 CREDENTIAL_WIRINGS = ("proxy-config", "remoteurl")
 
 
@@ -101,6 +103,20 @@ def htpasswd_line(username: str, password: str) -> str:
     return proc.stdout.strip() + "\n"
 
 
+def reap_workdirs() -> None:
+    """Remove the temporary directories of pairs whose owning process is gone (a run killed outright)."""
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), WORKDIR_PREFIX + "*")):
+        pid = os.path.basename(path)[len(WORKDIR_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:
+            continue
+
+
 class EmbeddedMirror(MirrorPair):
     """Upstream and mirror registries in containers on a private network of their own."""
 
@@ -121,7 +137,10 @@ class EmbeddedMirror(MirrorPair):
         self.can_read_cache_state = True
         self.upstream: ContainerTarget | None = None
         self.mirror: ContainerTarget | None = None
-        self.workdir = tempfile.mkdtemp(prefix="regconform-mirror-")
+        reap_workdirs()
+        # The htpasswd file is bind-mounted, so it lives as long as the pair; the owner's pid in the
+        # name lets a later run remove what a killed run left behind.
+        self.workdir = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-")
         labels = {RUN_LABEL: run_id, PID_LABEL: str(os.getpid())}
         self.network = Network(docker_network_kw={"labels": labels})
         self._network_created = False
