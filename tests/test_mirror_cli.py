@@ -99,6 +99,7 @@ def test_gate_fails_on_a_mirror_serving_wrong_bytes(pair, tmp_path):
     (["--mirror-url=http://127.0.0.1:9"], "give both --mirror-url and --upstream-url"),
     (["--image", "a:b"], "--image needs --mirror-url and --upstream-url"),
     (["--mirror-url=http://127.0.0.1:9", "--upstream-url=http://127.0.0.1:9"], "cannot connect"),
+    (["--profile=oci-1.1"], "records no mirror behaviour"),
 ])
 def test_gate_usage_errors_exit_2_with_one_line(tmp_path, args, message):
     run = gate(tmp_path, *args)

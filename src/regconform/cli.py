@@ -313,9 +313,12 @@ def _mirror_preflight(ns: argparse.Namespace) -> None:
     if bool(ns.upstream_stop_command) != bool(ns.upstream_start_command):
         raise SetupError("give both --upstream-stop-command and --upstream-start-command, or neither")
     try:
-        load_profile(ns.profile)
+        profile = load_profile(ns.profile)
     except ProfileError as exc:
         raise SetupError(str(exc)) from None
+    if not any(key.startswith("mirror.") for key in profile.checks):
+        raise SetupError(f"profile {profile.name} records no mirror behaviour (no mirror.toml): use one that does, "
+                         "e.g. distribution-2.8 or distribution-3")
     if ns.password_stdin:
         os.environ["REGCONFORM_PASSWORD"] = sys.stdin.readline().rstrip("\r\n")
     if not ns.mirror_url:
