@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from regconform.checks import expect_answer, expect_equal, observe
-from regconform.images import push_image
+from regconform.images import push_image, push_index
 
 pytestmark = [pytest.mark.workflow("garbage-collection"), pytest.mark.needs_gc]
 
@@ -76,3 +76,22 @@ def test_gc_delete_untagged_removes_untagged_manifests_and_their_blobs(gc_regist
     expect_answer(client.get_manifest(repo, beta.tags[0]), kept, "GET tagged beta after GC --delete-untagged")
     for blob in beta.blobs:
         expect_answer(client.head_blob(repo, blob.digest), kept, f"HEAD blob {blob.digest} of beta after GC")
+
+
+@pytest.mark.spec("distribution docs: garbage collection --delete-untagged (images an index references)")
+def test_gc_delete_untagged_and_the_images_a_tagged_index_references(gc_registry, repo, fixtures, expect):
+    """A tagged index over untagged images, GC --delete-untagged, restart: the index resolves; its images as the profile records."""
+    client = gc_registry.client
+    index = fixtures.index
+    push_index(client, repo, index)  # the images go by digest only: the index's tag is their only root
+    collect_garbage(gc_registry, delete_untagged=True)
+    client = gc_registry.restart()
+    expect_answer(client.get_manifest(repo, index.tags[0]), expect("gc.shared-content-kept"),
+                  "GET the tagged index after GC --delete-untagged")
+    children = expect("gc.untagged-index-children")
+    observe("index_images_after_gc", {img.name: client.head_manifest(repo, img.digest).status_code for img in index.images})
+    for img in index.images:
+        expect_answer(client.get_manifest(repo, img.digest), children,
+                      f"GET image {img.name} (untagged, referenced by the tagged index) after GC --delete-untagged")
+        expect_answer(client.head_blob(repo, img.config.digest), expect(children["blobs"]),
+                      f"HEAD config blob of image {img.name} after GC --delete-untagged")

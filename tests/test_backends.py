@@ -34,7 +34,8 @@ SEED_BEHAVIOURS = {
     "tag-delete rejection": ["test_delete_manifest_by_tag_is_rejected_and_deletes_nothing",
                              "test_every_delete_is_refused_when_deletion_is_disabled"],
     "post-GC blob removal": ["test_gc_removes_blobs_only_the_deleted_image_used",
-                             "test_gc_delete_untagged_removes_untagged_manifests_and_their_blobs"],
+                             "test_gc_delete_untagged_removes_untagged_manifests_and_their_blobs",
+                             "test_gc_delete_untagged_and_the_images_a_tagged_index_references"],
 }
 SEED_K = " or ".join(name for names in SEED_BEHAVIOURS.values() for name in names)
 

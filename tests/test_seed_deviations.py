@@ -42,6 +42,7 @@ SEED_CHECKS = [
 GC_CHECKS = [
     "test_gc_removes_blobs_only_the_deleted_image_used",
     "test_gc_delete_untagged_removes_untagged_manifests_and_their_blobs",
+    "test_gc_delete_untagged_and_the_images_a_tagged_index_references",
 ]
 MANIFEST_BY_DIGEST = r"^/v2/.+/manifests/sha256:[0-9a-f]{64}$"
 MANIFEST_BY_TAG = r"^/v2/.+/manifests/(?!sha256:)[^/?]+$"
@@ -295,7 +296,41 @@ def deleted_blobs_served() -> Mode:
     rules = [Rule(r"/manifests/", method="PUT", rewrite=note_references),
              Rule(r"^/v2/.+/blobs/sha256:[0-9a-f]{64}$", transform=keep_serving)]
     return Mode("deleted blobs still served after GC", rules, red=GC_CHECKS,
-                reason=[r"(HEAD|GET) blob sha256:[0-9a-f]{64} only (untagged )?alpha used", r"expected 404 BLOB_UNKNOWN",
+                reason=[r"(HEAD|GET) (config )?blob", r"expected 404 BLOB_UNKNOWN", r"got 200"],
+                did_something=lambda: bool(served))
+
+
+def index_images_kept() -> Mode:
+    """After GC --delete-untagged the untagged images of a tagged index are still served (v3 behaviour, not 2.8's).
+
+    Only in repositories an index was pushed to: elsewhere an untagged image must still go.
+    """
+    children = {img.digest: img for fmt in FORMATS for img in fixture_set(fmt).index.images}
+    index_repos: set[str] = set()
+    served: list[str] = []
+
+    def note_index(req: Request) -> Request:
+        if b'"manifests"' in req.body:
+            index_repos.add(req.path.split("/manifests/", 1)[0])
+        return req
+
+    def keep_children(resp: Response) -> Response:
+        assert resp.request is not None
+        repo, _, digest = resp.request.path.partition("/manifests/")
+        if resp.status != 404 or repo not in index_repos or digest not in children:
+            return resp
+        served.append(digest)
+        img = children[digest]
+        headers = {"Content-Type": img.media_type, "Content-Length": str(len(img.manifest)),
+                   "Docker-Content-Digest": digest, "Docker-Distribution-Api-Version": "registry/2.0"}
+        return Response(200, headers, img.manifest, resp.request)
+
+    rules = [Rule(r"/manifests/", method="PUT", rewrite=note_index),
+             Rule(MANIFEST_BY_DIGEST, method="GET", transform=keep_children),
+             Rule(MANIFEST_BY_DIGEST, method="HEAD", transform=keep_children)]
+    return Mode("untagged images of a tagged index kept by GC --delete-untagged", rules,
+                red=["test_gc_delete_untagged_and_the_images_a_tagged_index_references"],
+                reason=[r"GET image \w+ \(untagged, referenced by the tagged index\)", r"expected 404 MANIFEST_UNKNOWN",
                         r"got 200"],
                 did_something=lambda: bool(served))
 
@@ -372,9 +407,10 @@ def test_gc_checks_pass_through_a_clean_proxy(gc_upstream, fault_proxy, run_suit
     assert all(obs.get("stale_cache") is True for obs in facts), facts
 
 
-def test_deleted_blobs_served_after_gc_turn_the_gc_checks_red(gc_upstream, fault_proxy, run_suites):
-    """A registry that keeps serving collected blobs after GC and restart fails both GC checks."""
-    mode = deleted_blobs_served()
+@pytest.mark.parametrize("mode_factory", [deleted_blobs_served, index_images_kept], ids=["blobs-served", "index-images-kept"])
+def test_gc_deviation_turns_its_checks_red(mode_factory, gc_upstream, fault_proxy, run_suites):
+    """A registry that keeps serving collected blobs (or keeps an index's untagged images) after GC fails its checks."""
+    mode = mode_factory()
     proxy = fault_proxy(mode.rules, upstream_url=gc_upstream.url)
     run = run_suites(proxy.url, "-k", k_expression(GC_CHECKS), "--ignore=suites/mirror", *gc_upstream.options)
     assert_mode(run, mode, GC_CHECKS, proxy)
