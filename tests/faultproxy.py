@@ -225,6 +225,8 @@ class FaultProxy:
                 request = rule.rewrite(request)
         responder = next((r.respond for r in rules if r.respond is not None), None)
         response = responder(request) if responder is not None else self.forward(request)
+        if response.request is None:  # later transforms may ask what was answered
+            response = replace(response, request=request)
         for rule in rules:
             response = apply_edits(rule, response)
         return response
