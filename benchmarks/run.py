@@ -59,6 +59,7 @@ TARGETS = {
 }
 # Which direction is better, for the comparison with the previous run.
 HIGHER_IS_BETTER = {"suite.speedup", "blob.push_chunked_vs_curl", "blob.push_monolithic_vs_curl", "blob.pull_vs_curl",
+                    "blob.pull_vs_curl_sha256", "blob.curl_pull_sha256_mb_s",
                     "blob.curl_push_mb_s", "blob.curl_pull_mb_s", "blob.push_chunked_mb_s",
                     "blob.push_monolithic_mb_s", "blob.pull_mb_s", "load.requests_per_s", "load.mb_per_s"}
 
@@ -269,12 +270,23 @@ def curl_pull(url: str, digest: str, repo: str) -> float:
     return time.perf_counter() - started
 
 
+def curl_pull_verified(url: str, digest: str, repo: str) -> float:
+    """curl piped into sha256sum: a pull that checks the digest, as the harness does (context, not the baseline)."""
+    started = time.perf_counter()
+    proc = subprocess.run(f"curl -sS '{url}/v2/{repo}/blobs/{digest}' | sha256sum", shell=True, capture_output=True,
+                          text=True, check=True)
+    if "sha256:" + proc.stdout.split()[0] != digest:
+        raise RuntimeError("curl | sha256sum: digest mismatch")
+    return time.perf_counter() - started
+
+
 def bench_blob(url: str, tmp: Path, size: int, rounds: int) -> dict[str, Any]:
     out(f"== 3. large blob: {size / GIB:g} GiB through the harness client vs curl (baseline: curl; "
         f"{rounds} interleaved rounds, medians) ==")
     path, digest = make_blob(tmp, size)
     mb = size / 1e6
-    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in ("curl-push", "push-chunked", "push-monolithic", "curl-pull", "pull")}
+    kinds = ("curl-push", "push-chunked", "push-monolithic", "curl-pull", "curl-pull-sha256", "pull")
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
     try:
         for r in range(rounds):
             for kind in runs:
@@ -283,6 +295,8 @@ def bench_blob(url: str, tmp: Path, size: int, rounds: int) -> dict[str, Any]:
                     run = {"seconds": curl_push(url, path, digest, f"regconform-bench/curl-{r}"), "ok": True}
                 elif kind == "curl-pull":
                     run = {"seconds": curl_pull(url, digest, f"regconform-bench/curl-{r}"), "ok": True}
+                elif kind == "curl-pull-sha256":
+                    run = {"seconds": curl_pull_verified(url, digest, f"regconform-bench/curl-{r}"), "ok": True}
                 else:
                     repo = f"regconform-bench/{'push-monolithic' if kind == 'pull' else kind}-{r}"
                     run = harness_transfer(kind, url, path, digest, repo)
@@ -297,13 +311,15 @@ def bench_blob(url: str, tmp: Path, size: int, rounds: int) -> dict[str, Any]:
         return statistics.median(r[key] for r in runs[kind])
 
     res: dict[str, Any] = {"blob.size_bytes": size, "blob.rounds": rounds}
-    for kind, key in (("curl-push", "curl_push"), ("curl-pull", "curl_pull"), ("push-chunked", "push_chunked"),
+    for kind, key in (("curl-push", "curl_push"), ("curl-pull", "curl_pull"), ("curl-pull-sha256", "curl_pull_sha256"),
+                      ("push-chunked", "push_chunked"),
                       ("push-monolithic", "push_monolithic"), ("pull", "pull")):
         res[f"blob.{key}_mb_s"] = round(mb / med(kind), 1)
         res[f"blob.{key}_cpu_s"] = round(med(kind, "cpu_s"), 2)
     res["blob.push_chunked_vs_curl"] = round(res["blob.push_chunked_mb_s"] / res["blob.curl_push_mb_s"], 3)
     res["blob.push_monolithic_vs_curl"] = round(res["blob.push_monolithic_mb_s"] / res["blob.curl_push_mb_s"], 3)
     res["blob.pull_vs_curl"] = round(res["blob.pull_mb_s"] / res["blob.curl_pull_mb_s"], 3)
+    res["blob.pull_vs_curl_sha256"] = round(res["blob.pull_mb_s"] / res["blob.curl_pull_sha256_mb_s"], 3)
     peaks = {kind: max(r["peak_rss_mib"] for r in runs[kind]) for kind in ("push-chunked", "push-monolithic", "pull")}
     res["blob.peak_rss_mib"] = max(peaks.values())
     res["blob.peak_rss_by_mode_mib"] = peaks
@@ -311,14 +327,17 @@ def bench_blob(url: str, tmp: Path, size: int, rounds: int) -> dict[str, Any]:
             ("push", "harness chunked (8 MiB PATCHes)", "push-chunked", "push_chunked", "blob.push_chunked_vs_curl"),
             ("push", "harness monolithic (streamed PUT)", "push-monolithic", "push_monolithic", "blob.push_monolithic_vs_curl"),
             ("pull", "curl (GET -o /dev/null)", "curl-pull", "curl_pull", None),
+            ("pull", "curl | sha256sum (context only)", "curl-pull-sha256", "curl_pull_sha256", None),
             ("pull", "harness stream_blob (sha256 checked)", "pull", "pull", "blob.pull_vs_curl")]
     for op, label, kind, key, ratio in rows:
+        base = res["blob.curl_push_mb_s"] if op == "push" else res["blob.curl_pull_mb_s"]
         line = (f"  {op}  {label:37} {med(kind):6.2f} s  {res[f'blob.{key}_mb_s']:7.1f} MB/s  "
-                f"{(res[ratio] if ratio else 1.0):.2f} of curl  cpu {res[f'blob.{key}_cpu_s']:.2f} s")
+                f"{res[f'blob.{key}_mb_s'] / base:.2f} of curl  cpu {res[f'blob.{key}_cpu_s']:.2f} s")
         if kind in peaks:
             line += f"  peak RSS {peaks[kind]} MiB"
         each = ", ".join(f"{x['seconds']:.2f}" for x in runs[kind])
         out(f"{line}  (runs: {each} s)")
+    out(f"  pull  harness vs curl | sha256sum (both verify the digest): {res['blob.pull_vs_curl_sha256']:.2f}")
     return res
 
 
