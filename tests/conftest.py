@@ -91,7 +91,7 @@ class GcUpstream:
     def options(self) -> list[str]:
         cid = self.target.container_id
         return [f"--gc-command=docker exec {cid} registry garbage-collect {CONFIG}",
-                f"--restart-command=docker restart -t 2 {cid}"]
+                f"--restart-command=docker restart -t 2 {cid}", "--gc-delete-untagged"]
 
 
 @pytest.fixture(scope="module")

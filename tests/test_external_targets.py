@@ -163,7 +163,7 @@ def test_gc_checks_skip_without_commands_and_run_with_them(tmp_path: Path) -> No
         ran = run_cli("--registry-url", target.url, "-k", "gc", "--report-dir", str(tmp_path / "ran"), "--require-gc",
                       "--namespace", namespace,
                       "--gc-command", f"docker exec {cid} registry garbage-collect /etc/docker/registry/config.yml",
-                      "--restart-command", f"docker restart -t 2 {cid}", cwd=tmp_path)
+                      "--restart-command", f"docker restart -t 2 {cid}", "--gc-delete-untagged", cwd=tmp_path)
         assert ran.returncode == 0, ran.stdout[-3000:]
         gc = [c for c in outcomes(tmp_path / "ran").values() if c["workflow"] == "garbage-collection"]
         assert gc and all(c["outcome"] == "passed" for c in gc), [(c["id"], c["outcome"], c["reason"]) for c in gc]

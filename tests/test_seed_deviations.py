@@ -431,3 +431,14 @@ def test_deletion_disabled_deviation_turns_its_checks_red(mode_factory, upstream
             assert sorted(short(i) for i in run.passed_ids()) == node_ids(DISABLED_CHECKS), run.tail()
         else:
             assert_mode(run, mode, DISABLED_CHECKS, proxy)
+
+
+def test_delete_untagged_gc_needs_consent_on_an_external_registry(gc_upstream, run_suites):
+    """Without --gc-delete-untagged the --delete-untagged checks skip (it would reach beyond the run's namespace)."""
+    untagged = [name for name in GC_CHECKS if "delete_untagged" in name]
+    options = [o for o in gc_upstream.options if o != "--gc-delete-untagged"]
+    run = run_suites(gc_upstream.url, "-k", k_expression(untagged), "--ignore=suites/mirror", *options)
+    assert run.returncode == 0, run.tail()
+    assert sorted(short(i) for i in run.ids()) == node_ids(untagged), run.tail()
+    for node in run.ids():
+        assert run.outcome(node) == "skipped" and "--gc-delete-untagged" in run.reason(node), run.record(node)

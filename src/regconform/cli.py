@@ -50,6 +50,9 @@ def _add_target_options(p: argparse.ArgumentParser) -> None:
                    help="keep what the run pushed to an external registry")
     p.add_argument("--require-gc", action="store_true", default=_env_flag("REGCONFORM_REQUIRE_GC"),
                    help="with --registry-url: exit 2 unless --gc-command and --restart-command are given")
+    p.add_argument("--gc-delete-untagged", action="store_true", default=_env_flag("REGCONFORM_GC_DELETE_UNTAGGED"),
+                   help="with --gc-command: also run the --delete-untagged GC checks (they delete every untagged "
+                        "manifest of the whole registry)")
     p.add_argument("--timeout", type=float, default=float(env("REGCONFORM_TIMEOUT", "10")),
                    help="seconds to wait for the registry's first answer (default 10)")
     p.add_argument("--registry-env", action="append", default=os.environ.get("REGCONFORM_REGISTRY_ENV", "").split(),
@@ -72,7 +75,7 @@ def _pytest_args(ns: argparse.Namespace, report_dir: Path) -> list[str]:
         if (value := getattr(ns, opt)) is not None:
             args.append(f"--{opt.replace('_', '-')}={value}")
     args += [f"--registry-env={pair}" for pair in ns.registry_env]
-    for flag in ("insecure", "pull", "keep", "require_gc"):
+    for flag in ("insecure", "pull", "keep", "require_gc", "gc_delete_untagged"):
         if getattr(ns, flag):
             args.append(f"--{flag.replace('_', '-')}")
     if ns.workers:

@@ -47,6 +47,8 @@ FLAGS = [
     ("--keep", "keep what the run pushed to an external registry"),
     ("--require-gc", "with --registry-url: refuse to run (instead of skipping the GC checks) without "
                      "--gc-command and --restart-command"),
+    ("--gc-delete-untagged", "with --gc-command: also run the GC checks that append --delete-untagged, which "
+                             "deletes every untagged manifest of the whole registry, not only the run's"),
 ]
 MARKERS = [
     "workflow(name): the Distribution API workflow a check belongs to (pull, push, content-discovery, ...)",
@@ -281,7 +283,8 @@ def target(settings: Settings, pytestconfig: pytest.Config) -> Iterator[Target]:
         except SetupError as exc:
             pytest.exit(f"regconform: {exc}", returncode=2)
         tgt: Target = ExternalTarget(settings.registry_url, settings.gc_command, settings.restart_command,
-                                     verify=settings.verify)
+                                     verify=settings.verify,
+                                     gc_delete_untagged=pytestconfig.getoption("--gc-delete-untagged"))
     else:
         try:
             tgt = start_embedded(settings, registry_env(True, settings.registry_env))

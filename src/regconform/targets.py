@@ -52,6 +52,8 @@ class Target:
 
     can_gc = False
     can_restart = False
+    # `garbage-collect --delete-untagged` may run: true for registries the harness starts itself.
+    can_gc_delete_untagged = True
 
     def garbage_collect(self, delete_untagged: bool = False) -> GcResult:
         raise CapabilityMissing(f"{self.description}: no way to run garbage collection (give --gc-command)")
@@ -358,12 +360,15 @@ class ExternalTarget(Target):
     """A registry named by URL. Maintenance only through commands the user gives explicitly."""
 
     def __init__(self, url: str, gc_command: str | None = None, restart_command: str | None = None,
-                 verify: object = True) -> None:
+                 verify: object = True, gc_delete_untagged: bool = False) -> None:
         super().__init__(url=url.rstrip("/"), description=f"registry at {url}")
         self.gc_command, self.restart_command = gc_command, restart_command
         self.verify = verify  # httpx verify= (bool or ssl.SSLContext), for the readiness poll
         self.can_gc = gc_command is not None
         self.can_restart = restart_command is not None
+        # --delete-untagged deletes every untagged manifest of the whole registry (on 2.8 also the
+        # images of every multi-arch index), far beyond the run's namespace: only when asked for.
+        self.can_gc_delete_untagged = self.can_gc and gc_delete_untagged
 
     def garbage_collect(self, delete_untagged: bool = False) -> GcResult:
         if not self.gc_command:
