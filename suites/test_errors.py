@@ -144,5 +144,5 @@ def test_deletion_disabled_error_carries_the_error_envelope(deletion_disabled_re
     if resp.status_code in exp.status:
         problems = envelope_problems(resp, env)
         note_expectation(env)
-        expect_true(not problems, f"DELETE blob with deletion disabled: the error answer breaks the envelope: " + "; ".join(problems), env)
+        expect_true(not problems, "DELETE blob with deletion disabled: the error answer breaks the envelope: " + "; ".join(problems), env)
     expect_answer(resp, exp, "DELETE blob with deletion disabled")

@@ -19,7 +19,8 @@ import pytest
 from faultproxy import FaultProxy, Request, Response, Rule
 from regconform.images import FORMATS, fixture_set
 from suiterun import SuiteRun
-from test_pull_deviations import BLOBS, MANIFESTS, Mode, assert_clean, assert_mode, clean_baseline
+from deviations import assert_clean, clean_baseline
+from test_pull_deviations import BLOBS, MANIFESTS, Mode, assert_mode
 
 pytestmark = pytest.mark.selftest_slow
 

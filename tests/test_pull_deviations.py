@@ -11,13 +11,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import pytest
 
 from faultproxy import FaultProxy, Request, Response, Rule
 from regconform.media import ALL_MANIFEST_TYPES
-from suiterun import SuiteRun, run_suites
+from deviations import assert_clean, assert_exactly_red, base_name, clean_baseline
+from suiterun import SuiteRun
 
 pytestmark = pytest.mark.selftest_slow
 
@@ -38,47 +38,9 @@ class Mode:
     changed: list[str] = field(default_factory=list)  # transforms append here when they really changed an answer
 
 
-def base_name(node_id: str) -> str:
-    return node_id.rsplit("::", 1)[-1].split("[", 1)[0]
-
-
-def short(node_id: str) -> str:
-    return node_id.rsplit("::", 1)[-1]
-
-
-def clean_baseline(upstream_url: str, selection: str, report_dir: Path, *args: str) -> SuiteRun:
-    """The selection through a proxy without rules: what every check does when nothing deviates."""
-    with FaultProxy(upstream_url, []) as proxy:
-        run = run_suites(proxy.url, "-k", selection, "--ignore=suites/mirror", *args, report_dir=report_dir)
-        assert proxy.hits == []
-    return run
-
-
-def assert_clean(run: SuiteRun) -> None:
-    assert run.returncode == 0, run.tail()
-    assert run.records, run.tail()
-    assert not run.failed_ids(), run.tail()
-
-
 def assert_mode(run: SuiteRun, mode: Mode, baseline: SuiteRun, proxy: FaultProxy) -> None:
-    """Exactly the mode's checks red (every variant), naming the deviation; every other check as in the baseline."""
-    got = {short(i): o for i, o in run.outcomes().items()}
-    expected = {short(i): o for i, o in baseline.outcomes().items()}
-    assert sorted(got) == sorted(expected), f"{mode.name}: not the same checks as the clean run\n{run.tail()}"
-    want_red = sorted(n for n in expected if base_name(n) in mode.red)
-    assert {base_name(n) for n in want_red} == set(mode.red), f"{mode.name}: a red check is missing from the run"
-    red = sorted(short(i) for i in run.failed_ids())
-    assert red == want_red, f"{mode.name}: expected exactly {want_red} red, got {red}\n{run.tail()}"
-    for node, outcome in got.items():
-        if node not in want_red:
-            assert outcome == expected[node], f"{mode.name}: {node} was {outcome}, clean {expected[node]}\n{run.tail()}"
-    for node in want_red:
-        reason = run.reason(node)
-        for pattern in mode.reason:
-            assert re.search(pattern, reason, re.IGNORECASE), f"{mode.name}: reason of {node} lacks /{pattern}/: {reason}"
-        assert "Deviation" in reason and "Traceback" not in reason, f"{mode.name}: {node} did not fail as a deviation: {reason}"
-    assert proxy.hits, f"{mode.name}: no rule fired"
-    assert run.returncode == 1, f"{mode.name}: a run with red checks must exit 1, got {run.returncode}"
+    assert_exactly_red(run, baseline, proxy, name=mode.name, red=mode.red, reasons=mode.reason,
+                       is_red=lambda node: base_name(node) in mode.red)
 
 
 # -- the modes -------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from faultproxy import FaultProxy, Request, Response, Rule
 from regconform.client import sha256_digest
 from regconform.interop import skopeo_path
 from suiterun import SuiteRun
-from test_pull_deviations import assert_clean, base_name, clean_baseline, short
+from deviations import assert_clean, assert_exactly_red, base_name, clean_baseline, short
 
 pytestmark = pytest.mark.selftest_slow
 
@@ -313,25 +313,7 @@ def baselines(upstream, tmp_path_factory) -> Baselines:
 
 
 def assert_mode(run: SuiteRun, mode: Mode, baseline: SuiteRun, proxy: FaultProxy) -> None:
-    """Exactly the mode's checks red, naming the deviation; every other check as in the clean run."""
-    got = {short(i): o for i, o in run.outcomes().items()}
-    expected = {short(i): o for i, o in baseline.outcomes().items()}
-    assert sorted(got) == sorted(expected), f"{mode.name}: not the same checks as the clean run\n{run.tail()}"
-    want_red = sorted(n for n in expected if mode.is_red(n))
-    named = {n for n in mode.red if any(n in (node, base_name(node)) for node in expected)}
-    assert named == set(mode.red), f"{mode.name}: red checks missing from the run: {set(mode.red) - named}"
-    red = sorted(short(i) for i in run.failed_ids())
-    assert red == want_red, f"{mode.name}: expected exactly {want_red} red, got {red}\n{run.tail()}"
-    for node, outcome in got.items():
-        if node not in want_red:
-            assert outcome == expected[node], f"{mode.name}: {node} was {outcome}, clean {expected[node]}\n{run.tail()}"
-    for node in want_red:
-        reason = run.reason(node)
-        for pattern in mode.reason:
-            assert re.search(pattern, reason, re.IGNORECASE), f"{mode.name}: reason of {node} lacks /{pattern}/: {reason}"
-        assert "Deviation" in reason and "Traceback" not in reason, f"{mode.name}: {node} did not fail as a deviation: {reason}"
-    assert proxy.hits, f"{mode.name}: no rule fired"
-    assert run.returncode == 1, f"{mode.name}: a run with red checks must exit 1, got {run.returncode}"
+    assert_exactly_red(run, baseline, proxy, name=mode.name, red=mode.red, reasons=mode.reason, is_red=mode.is_red)
 
 
 @pytest.mark.parametrize("module", [PUSH, NEGATIVE, ERRORS])

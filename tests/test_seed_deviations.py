@@ -21,7 +21,6 @@ import httpx
 import pytest
 
 from faultproxy import Request, Response, Rule
-from regconform.client import sha256_digest
 from regconform.images import FORMATS, fixture_set
 from regconform.media import ALL_MANIFEST_TYPES
 

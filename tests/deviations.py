@@ -1,0 +1,56 @@
+"""Shared assertions of the deviation self-tests: a fault mode turns exactly its checks red."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from faultproxy import FaultProxy
+from suiterun import SuiteRun, run_suites
+
+
+def base_name(node_id: str) -> str:
+    return node_id.rsplit("::", 1)[-1].split("[", 1)[0]
+
+
+def short(node_id: str) -> str:
+    return node_id.rsplit("::", 1)[-1]
+
+
+def clean_baseline(upstream_url: str, selection: str, report_dir: Path, *args: str) -> SuiteRun:
+    """The selection through a proxy without rules: what every check does when nothing deviates."""
+    with FaultProxy(upstream_url, []) as proxy:
+        run = run_suites(proxy.url, "-k", selection, "--ignore=suites/mirror", *args, report_dir=report_dir)
+        assert proxy.hits == []
+    return run
+
+
+def assert_clean(run: SuiteRun) -> None:
+    assert run.returncode == 0, run.tail()
+    assert run.records, run.tail()
+    assert not run.failed_ids(), run.tail()
+
+
+def assert_exactly_red(run: SuiteRun, baseline: SuiteRun, proxy: FaultProxy, *, name: str, red: Sequence[str],
+                       reasons: Sequence[str], is_red: Callable[[str], bool]) -> None:
+    """Exactly the named checks red (every variant), each reason matching every pattern and failing
+    as a Deviation; every other check as in the clean run; some rule fired; the run exits 1."""
+    got = {short(i): o for i, o in run.outcomes().items()}
+    expected = {short(i): o for i, o in baseline.outcomes().items()}
+    assert sorted(got) == sorted(expected), f"{name}: not the same checks as the clean run\n{run.tail()}"
+    want_red = sorted(n for n in expected if is_red(n))
+    named = {n for n in red if any(n in (node, base_name(node)) for node in expected)}
+    assert named == set(red), f"{name}: red checks missing from the run: {set(red) - named}"
+    got_red = sorted(short(i) for i in run.failed_ids())
+    assert got_red == want_red, f"{name}: expected exactly {want_red} red, got {got_red}\n{run.tail()}"
+    for node, outcome in got.items():
+        if node not in want_red:
+            assert outcome == expected[node], f"{name}: {node} was {outcome}, clean {expected[node]}\n{run.tail()}"
+    for node in want_red:
+        reason = run.reason(node)
+        for pattern in reasons:
+            assert re.search(pattern, reason, re.IGNORECASE), f"{name}: reason of {node} lacks /{pattern}/: {reason}"
+        assert "Deviation" in reason and "Traceback" not in reason, f"{name}: {node} did not fail as a deviation: {reason}"
+    assert proxy.hits, f"{name}: no rule fired"
+    assert run.returncode == 1, f"{name}: a run with red checks must exit 1, got {run.returncode}"
