@@ -299,6 +299,9 @@ def apply_edits(rule: Rule, response: Response) -> Response:
 def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as registries and their clients use
+        # Headers and body go out in separate writes: without TCP_NODELAY, Nagle plus delayed ACKs
+        # stall some answers by ~40 ms, which would blur the latency the load self-tests inject.
+        disable_nagle_algorithm = True
         timeout = 60  # an idle keep-alive connection does not hold a thread forever
 
         def _serve(self) -> None:
