@@ -8,10 +8,12 @@ owner's pid and are reaped by `regconform cleanup` or by the next run's start.
 
 from __future__ import annotations
 
+import glob
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from regconform.targets import PID_LABEL, RUN_LABEL
+from regconform.targets import PID_LABEL, PROCESS_WORKDIR_PREFIX, RUN_LABEL
 from suiterun import REPO, clean_env, run_containers as containers
 
 pytestmark = pytest.mark.selftest_slow
@@ -231,3 +233,9 @@ def test_killed_process_backend_run_leaves_no_registry_process(tmp_path):
                 os.kill(p, signal.SIGKILL)
             raise AssertionError(f"registry process(es) {alive} outlived the killed run")
         time.sleep(0.1)
+    # What the dead run kept on disk (its registry storage) goes with the next `regconform cleanup`.
+    leftovers = glob.glob(os.path.join(tempfile.gettempdir(), f"{PROCESS_WORKDIR_PREFIX}{proc.pid}-*"))
+    assert leftovers, "the killed run's storage directory should carry its pid"
+    done = subprocess.run(regconform_argv("cleanup"), cwd=REPO, env=clean_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert not any(os.path.exists(p) for p in leftovers), f"regconform cleanup left {leftovers}"

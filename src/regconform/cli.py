@@ -161,9 +161,12 @@ def cmd_setup(ns: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(ns: argparse.Namespace) -> int:
-    from regconform.targets import reap_orphans
+    from regconform.mirror import WORKDIR_PREFIX
+    from regconform.targets import PROCESS_WORKDIR_PREFIX, reap_orphans, reap_owned_workdirs
 
     print(f"regconform: removed {reap_orphans()} orphaned container(s)")
+    for prefix in (PROCESS_WORKDIR_PREFIX, WORKDIR_PREFIX):
+        reap_owned_workdirs(prefix)  # temporary directories of runs killed outright
     return EXIT_OK
 
 

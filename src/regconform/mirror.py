@@ -19,7 +19,6 @@ must refuse).
 
 from __future__ import annotations
 
-import glob
 import io
 import json
 import os
@@ -27,7 +26,6 @@ import secrets
 import shutil
 import subprocess
 import tarfile
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,7 +37,8 @@ from regconform.checks import Deviation, expect_answer, expect_equal
 from regconform.client import sha256_digest
 from regconform.errors import SetupError
 from regconform.profiles import Expectation
-from regconform.targets import PID_LABEL, RUN_LABEL, ContainerTarget, free_port, registry_env, wait_until_ready
+from regconform.targets import (PID_LABEL, RUN_LABEL, ContainerTarget, free_port, owned_workdir, registry_env,
+                                wait_until_ready)
 
 UPSTREAM_ALIAS = "upstream"
 MIRROR_ALIAS = "mirror"
@@ -103,20 +102,6 @@ def htpasswd_line(username: str, password: str) -> str:
     return proc.stdout.strip() + "\n"
 
 
-def reap_workdirs() -> None:
-    """Remove the temporary directories of pairs whose owning process is gone (a run killed outright)."""
-    for path in glob.glob(os.path.join(tempfile.gettempdir(), WORKDIR_PREFIX + "*")):
-        pid = os.path.basename(path)[len(WORKDIR_PREFIX):].split("-", 1)[0]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            shutil.rmtree(path, ignore_errors=True)
-        except PermissionError:
-            continue
-
-
 class EmbeddedMirror(MirrorPair):
     """Upstream and mirror registries in containers on a private network of their own."""
 
@@ -137,10 +122,9 @@ class EmbeddedMirror(MirrorPair):
         self.can_read_cache_state = True
         self.upstream: ContainerTarget | None = None
         self.mirror: ContainerTarget | None = None
-        reap_workdirs()
         # The htpasswd file is bind-mounted, so it lives as long as the pair; the owner's pid in the
         # name lets a later run remove what a killed run left behind.
-        self.workdir = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-")
+        self.workdir = owned_workdir(WORKDIR_PREFIX)
         labels = {RUN_LABEL: run_id, PID_LABEL: str(os.getpid())}
         self.network = Network(docker_network_kw={"labels": labels})
         self._network_created = False

@@ -7,6 +7,7 @@ outright, by `reap_orphans` on the next start (containers carry the owning pid a
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import signal
@@ -29,6 +30,7 @@ PID_LABEL = "org.regconform.owner-pid"
 # One value per container: finds a container whose `docker create` was interrupted before its id came back.
 TARGET_LABEL = "org.regconform.target"
 CONTAINER_PORT = 5000
+PROCESS_WORKDIR_PREFIX = "regconform-registry-"
 STARTUP_TIMEOUT = 30.0
 
 
@@ -256,6 +258,20 @@ def remove_run_containers(run_id: str) -> int:
     return len(found)
 
 
+def owned_workdir(prefix: str) -> str:
+    """A temporary directory named after its owning process, after removing those of dead owners."""
+    reap_owned_workdirs(prefix)
+    return tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-")
+
+
+def reap_owned_workdirs(prefix: str) -> None:
+    """Remove directories a run killed outright left behind (the owner's pid is in the name)."""
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), prefix + "*")):
+        pid = os.path.basename(path)[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -303,7 +319,7 @@ class ProcessTarget(Target):
             raise SetupError("no registry binary on PATH for --backend process: install Debian's docker-registry (./setup.sh does)")
         self.binary = found
         self.config = str(CONFIG)
-        self.workdir = tempfile.mkdtemp(prefix="regconform-registry-")
+        self.workdir = owned_workdir(PROCESS_WORKDIR_PREFIX)
         port = free_port()
         self.proc_env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")},
