@@ -31,7 +31,7 @@ OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--registry-url", {"help": "test an existing registry at this URL instead of starting one"}),
     ("--registry-image", {"default": "registry:2", "help": "image of the embedded registry (default registry:2)"}),
     ("--backend", {"default": "docker", "choices": ["docker", "process"], "help": "how the embedded registry runs"}),
-    ("--profile", {"default": "distribution-2.8", "help": "expected behaviour: a profile name or a .toml path"}),
+    ("--profile", {"default": "distribution-2.8", "help": "expected behaviour: a profile name, or a directory holding profile.toml and one TOML file per workflow"}),
     ("--namespace", {"help": "repository prefix for everything the run creates (default regconform-<run id>)"}),
     ("--report-dir", {"default": "reports", "help": "where behaviour.json and the other reports go"}),
     ("--gc-command", {"help": "shell command that garbage-collects the external registry"}),
