@@ -18,6 +18,14 @@ def served_tags(registry, repo, exp):
     return doc.get("tags")
 
 
+def expect_each_listed_once(listed, wanted, exp, what):
+    """Every wanted name listed, nothing else, none twice, and in lexical order where the profile says so."""
+    expect_equal(sorted(set(listed)), sorted(wanted), exp, what)
+    expect_equal(len(listed), len(set(listed)), exp, f"{what}, counting repeats")
+    if exp["order"] == "lexical":
+        expect_equal(listed, sorted(listed), exp, f"order of {what}")
+
+
 @pytest.mark.spec("distribution-spec end-8a: GET /v2/<name>/tags/list")
 def test_tags_list_names_every_pushed_tag(registry, pushed, expect):
     """Every tag pushed is listed, and nothing else."""
@@ -102,10 +110,7 @@ def test_tags_list_paginates_with_n_and_link(registry, repo, expect):
             resp = registry.list_tags(repo, n=3, last=page[-1])
     observe("pages", pages)
     collected = [t for page in pages for t in page]
-    expect_equal(sorted(collected), sorted(tags), exp, "tags collected over every page")
-    expect_equal(len(collected), len(set(collected)), exp, "tags over every page, counting repeats")
-    if exp["order"] == "lexical":
-        expect_equal(collected, sorted(collected), exp, "order of the tags over the pages")
+    expect_each_listed_once(collected, tags, exp, "tags collected over every page")
 
 
 @pytest.mark.spec("distribution-spec end-8b: GET /v2/<name>/tags/list?n=<int>&last=<tag>")
@@ -182,10 +187,7 @@ def test_catalog_lists_pushed_repositories(registry, repo, expect):
     names = push_repositories(registry, repo, 3)
     listed, _ = catalog_under(registry, repo, exp, n=len(names) + 1)  # a page holds at most one name not ours
     observe("repositories", listed)
-    expect_equal(sorted(set(listed)), names, exp, "repositories _catalog lists under the check's prefix")
-    expect_equal(len(listed), len(set(listed)), exp, "repositories listed, counting repeats")
-    if exp["order"] == "lexical":
-        expect_equal(listed, sorted(listed), exp, "order of _catalog")
+    expect_each_listed_once(listed, names, exp, "repositories _catalog lists under the check's prefix")
 
 
 @pytest.mark.spec("Docker Registry API V2: Listing Repositories, Pagination (n, last, Link)")
