@@ -12,6 +12,10 @@ numbers, and checked against its target:
    each in a fresh child process whose peak RSS is measured, against curl on the same registry
    and file; targets: peak RSS under 150 MiB, throughput at least 70 % of curl's.
 4. load: `regconform load` (8 users, 20 s) on the embedded registry; compared with the last run.
+5. hostile front: the harness client, each case in a fresh child process, against a front that sends
+   an endless blob, a blob declaring 20 GiB, a 256 MiB gzip bomb as a tag list, a 4 KiB blob dripped
+   at 10 B/s, and a server that never answers; figures (no targets): peak RSS and the time until the
+   client gives up at one of its limits (registry/limits.py, --timeout 3 here), with the limit it names.
 
 Results go to benchmarks/results/latest.json and are appended to benchmarks/history.jsonl; every
 figure is compared with the previous history entry, so a run says what got slower.
@@ -138,9 +142,10 @@ def bench_suite(tmp: Path) -> dict[str, Any]:
 
 
 def start_registry(run_id: str) -> Any:
-    from regconform.engine import docker_client
-    from regconform.imagebuild import resolve_registry_image
-    from regconform.targets import ContainerTarget, registry_env
+    from regconform.targets.base import registry_env
+    from regconform.targets.container import ContainerTarget
+    from regconform.targets.engine import docker_client
+    from regconform.targets.imagebuild import resolve_registry_image
 
     image = resolve_registry_image(docker_client(), os.environ.get("REGCONFORM_REGISTRY_IMAGE", "registry:2"))
     return ContainerTarget(image, registry_env(True), run_id)
@@ -158,8 +163,8 @@ def per_request_ms(fn: Any, n: int) -> tuple[float, float]:
 
 
 def bench_client(url: str, rounds: int = 7, per_round: int = 100) -> dict[str, Any]:
-    from regconform import record
-    from regconform.client import RegistryClient
+    from regconform.registry.client import RegistryClient
+    from regconform.reports import record
 
     out("== 2. client overhead: harness RegistryClient vs a raw keep-alive httpx loop (baseline: raw) ==")
     repo = "regconform-bench/client"
@@ -219,12 +224,15 @@ def make_blob(directory: Path, size: int) -> tuple[Path, str]:
 
 def child_transfer(mode: str, url: str, path: str, digest: str, repo: str) -> None:
     """Runs in a fresh process (`--child`): one transfer through the harness client; prints JSON."""
-    from regconform.client import RegistryClient
+    from regconform.registry.client import RegistryClient
 
+    if mode.startswith("hostile-"):
+        child_hostile(mode.removeprefix("hostile-"), url, float(path))
+        return
     client = RegistryClient(url, namespace="regconform-bench", timeout=600)
     started = time.perf_counter()
     if mode == "pull":
-        size = client.stream_blob(repo, digest)  # hashes as it reads: the digest is verified
+        size = client.stream_blob(repo, digest, size=os.path.getsize(path))  # hashes as it reads: verified
         ok = size == os.path.getsize(path)
     else:
         with open(path, "rb") as source:
@@ -363,6 +371,68 @@ def bench_load(tmp: Path, users: int, duration: int) -> dict[str, Any]:
             "load.failures": t["failures"], "load.leftover_containers": leftover_containers(run_id)}
 
 
+# -- hostile front -------------------------------------------------------------------------------------
+
+HOSTILE_DIGEST = "sha256:" + "ab" * 32
+HOSTILE_CASES = {  # case: (what the child does, path prefix the front attacks)
+    "endless_blob": ("get_blob", "endless"),
+    "declared_20gib_blob": ("get_blob", "declared"),
+    "gzip_bomb_tags": ("list_tags", "bomb"),
+    "drip_10_bytes_s": ("stream_blob", "drip"),
+    "silent_server": ("ping", None),
+}
+
+
+def child_hostile(case: str, url: str, timeout: float) -> None:
+    """One hostile case through the harness client (fresh process: its own peak RSS); prints JSON."""
+    from regconform.registry.client import RegistryClient
+
+    action, repo = HOSTILE_CASES[case]
+    client = RegistryClient(url, timeout=timeout)
+    started = time.perf_counter()
+    try:
+        if action == "get_blob":
+            client.get_blob(repo, HOSTILE_DIGEST)
+        elif action == "stream_blob":
+            client.stream_blob(repo, HOSTILE_DIGEST, size=4096)
+        elif action == "list_tags":
+            client.list_tags(repo)
+        else:
+            client.ping()
+        error = "none: the client read the whole answer"
+    except Exception as exc:  # noqa: BLE001 - the figure is which limit stopped it
+        error = f"{type(exc).__name__}: {exc}"[:300]
+    seconds = time.perf_counter() - started
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"seconds": seconds, "peak_rss_mib": round(peak_kib / 1024, 1), "error": error}))
+
+
+def bench_hostile(timeout: float = 3.0) -> dict[str, Any]:
+    sys.path.insert(0, str(REPO / "tests"))
+    import hostileserver as hs
+    from faultproxy import FaultProxy, Rule
+
+    out(f"== hostile front (harness client, --timeout {timeout:g}; peak RSS and time to give up, figures only) ==")
+    rules = [Rule(r"^/v2/endless/", respond=hs.endless_blob().respond),
+             Rule(r"^/v2/declared/", respond=hs.declared_20_gib_blob().respond),
+             Rule(r"^/v2/drip/", respond=hs.dripping_blob().respond),
+             Rule(r"^/v2/bomb/", respond=hs.gzip_bomb_tags(hs.gzip_bomb()).respond)]
+    results: dict[str, Any] = {}
+    with FaultProxy("http://127.0.0.1:9", rules) as front, hs.SilentServer() as silent:
+        for case, (_, repo) in HOSTILE_CASES.items():
+            url = front.url if repo else silent.url
+            proc = subprocess.run([sys.executable, __file__, "--child", f"hostile-{case}", url, str(timeout), "-", "-"],
+                                  capture_output=True, text=True, timeout=300)
+            if proc.returncode != 0:
+                raise RuntimeError(f"hostile {case} failed: {proc.stderr.strip()[-500:]}")
+            got = json.loads(proc.stdout.strip().splitlines()[-1])
+            results[f"hostile.{case}.give_up_s"] = round(got["seconds"], 2)
+            results[f"hostile.{case}.peak_rss_mib"] = got["peak_rss_mib"]
+            out(f"  {case:22} gave up after {got['seconds']:6.2f} s, peak RSS {got['peak_rss_mib']:6.1f} MiB: "
+                f"{got['error'][:160]}")
+    return results
+
+
 # -- targets, history ---------------------------------------------------------------------------------
 
 
@@ -408,7 +478,7 @@ def git_commit() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--skip", default="", help="comma-separated sections to skip: suite,client,blob,load")
+    parser.add_argument("--skip", default="", help="comma-separated sections to skip: suite,client,blob,load,hostile")
     parser.add_argument("--blob-size", type=int, default=GIB, help="bytes of the large blob (default 1 GiB)")
     parser.add_argument("--blob-rounds", type=int, default=3, help="interleaved rounds of every transfer (medians)")
     parser.add_argument("--load-users", type=int, default=8)
@@ -441,6 +511,8 @@ def main() -> int:
             results["registry.leftover_containers"] = leftover_containers(run_id)
         if "load" not in skip:
             results.update(bench_load(tmp, args.load_users, args.load_duration))
+        if "hostile" not in skip:
+            results.update(bench_hostile())
     entry = {"commit": git_commit(), "at": started_at, "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
              "loadavg_end": loadavg()}, "skipped": sorted(skip), "results": results}
     out("== targets ==")

@@ -101,6 +101,49 @@ def table(doc: dict[str, Any], exclude: set[str] = frozenset()) -> str:
     ]
     for workflow, title, spec, obs, variants in rows(doc, exclude):
         lines.append(f"| {cell(workflow)} | {cell(title)} | {cell(spec)} | {cell(variants)} | {cell(obs)} |")
+    return "\n".join(lines) + "\n" + kinds_table(doc)
+
+
+KINDS_MODULE = "test_content_kinds.py"
+KIND_WORDS = {"passed": "as recorded", "unsupported": "unsupported", "failed": "**DEVIATION**", "error": "**ERROR**",
+              "skipped": "skipped"}
+
+
+def kinds_table(doc: dict[str, Any]) -> str:
+    """The content matrix: one row per kind, one column per kind check (headed by its workflow), the
+    outcome in each cell, and the profile's note on the kind; empty when the run had no kind checks."""
+    columns: dict[str, str] = {}
+    cells: dict[str, dict[str, str]] = {}
+    notes: dict[str, str] = {}
+    for check in doc["checks"]:
+        module, _, name = check["id"].rpartition("::")
+        if not module.endswith(KINDS_MODULE) or "[" not in name:
+            continue
+        base, _, kind = name.partition("[")
+        kind = kind.rstrip("]")
+        columns.setdefault(base, check.get("workflow") or base)
+        cells.setdefault(kind, {})[base] = KIND_WORDS.get(check["outcome"], check["outcome"])
+        exp = check.get("expectations", {}).get(f"kinds.{kind}")
+        if exp and exp.get("note"):
+            notes[kind] = exp["note"]
+    if not cells:
+        return ""
+    order = ("push", "pull", "content-discovery", "referrers", "content-management")
+    ranked = sorted(columns.items(), key=lambda c: (order.index(c[1]) if c[1] in order else len(order), c[0]))
+    columns, seen = {}, set()
+    for base, workflow in ranked:  # a second check of a workflow is told apart by the end of its name
+        columns[base] = workflow if workflow not in seen else f"{workflow} ({' '.join(base.split('_')[-2:])})"
+        seen.add(workflow)
+    lines = ["", "### Content kinds", "",
+             "Every kind of `src/regconform/content/kinds.py` through each workflow (`suites/test_content_kinds.py`); "
+             "\"unsupported\": the profile records that the registry refuses the kind (or lacks the API) and the check "
+             "confirmed the recorded answer.", "",
+             "| kind | " + " | ".join(cell(c) for c in columns.values()) + " | profile note on the kind |",
+             "| --- | " + " | ".join("---" for _ in columns) + " | --- |"]
+    for kind, row in cells.items():
+        note = notes.get(kind, "")
+        note = note if len(note) <= NOTE_LIMIT else note[:NOTE_LIMIT - 1] + "…"
+        lines.append(f"| {cell(kind)} | " + " | ".join(row.get(b, "-") for b in columns) + f" | {cell(note)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -9,9 +9,14 @@ import secrets
 
 import pytest
 
-from regconform.auth import RegistryAuth, StaticToken, parse_challenge, scope_key
 from regconform.checks import expect_answer, expect_equal, expect_true, observe
-from regconform.images import fixture_set, push_image
+from regconform.content.images import fixture_set, push_image
+from regconform.registry.auth import (
+    RegistryAuth,
+    StaticToken,
+    parse_challenge,
+    scope_key,
+)
 
 pytestmark = pytest.mark.workflow("auth")
 

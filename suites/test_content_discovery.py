@@ -3,8 +3,14 @@
 
 import pytest
 
-from regconform.checks import expect_answer, expect_equal, expect_true, observe, unsupported
-from regconform.images import fixture_set, push_image
+from regconform.checks import (
+    expect_answer,
+    expect_equal,
+    expect_true,
+    observe,
+    unsupported,
+)
+from regconform.content.images import fixture_set, push_image
 
 pytestmark = pytest.mark.workflow("content-discovery")
 

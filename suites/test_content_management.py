@@ -4,7 +4,7 @@ end-9/end-10), with deletion enabled and disabled."""
 import pytest
 
 from regconform.checks import expect_answer, expect_equal, expect_true, observe
-from regconform.client import sha256_digest
+from regconform.registry.digests import sha256_digest
 
 pytestmark = pytest.mark.workflow("content-management")
 
@@ -54,7 +54,7 @@ def test_delete_manifest_by_tag_is_rejected_and_deletes_nothing(registry, pushed
 @pytest.mark.spec("distribution-spec end-9: deletion disabled")
 def test_every_delete_is_refused_when_deletion_is_disabled(deletion_disabled_registry, repo, fixtures, expect):
     """With deletion disabled: DELETE by digest, by tag and of a blob all answer 405 UNSUPPORTED and delete nothing."""
-    from regconform.images import push_image
+    from regconform.content.images import push_image
 
     reg = deletion_disabled_registry
     image = fixtures.alpha
@@ -104,7 +104,7 @@ def test_delete_unknown_blob_answers_404_blob_unknown(registry, pushed, expect):
 @pytest.mark.spec("distribution-spec end-9: tag deletion disabled (CVE-2026-41888)")
 def test_delete_by_tag_does_not_succeed_when_deletion_is_disabled(deletion_disabled_registry, repo, fixtures, expect):
     """With deletion disabled, DELETE by tag is refused and the tag still resolves (distribution 3.0.0-3.1.0 deleted it)."""
-    from regconform.images import push_image
+    from regconform.content.images import push_image
 
     reg = deletion_disabled_registry
     image = fixtures.alpha
@@ -132,17 +132,17 @@ def test_delete_of_a_layer_digest_under_manifests(registry, pushed, expect):
     observe("blob_head_right_after", registry.head_blob(pushed.repo, layer.digest).status_code)
     expect_equal(registry.get_manifest(pushed.repo, image.digest).status_code, 200, exp,
                  "GET of the image whose layer digest was deleted under manifests/")
-    expect_answer(registry.delete_manifest(pushed.repo, layer.digest), expect("manifests.delete-again"),
+    expect_answer(registry.delete_manifest(pushed.repo, layer.digest), expect("manifests.delete-layer-digest-again"),
                   "second DELETE of the layer digest under manifests/")
 
 
 @pytest.mark.spec("Docker Registry API V2: Deleting an Image (DELETE of a layer digest under manifests/)")
-def test_delete_of_a_layer_digest_under_manifests_after_restart(gc_registry, repo, fixtures, expect):
+def test_delete_of_a_layer_digest_under_manifests_after_restart(restart_registry, repo, own_fixtures, expect):
     """After DELETE /manifests/<layer digest> and a restart (no descriptor cache): what remains of the layer, as recorded."""
-    from regconform.images import push_image
+    from regconform.content.images import push_image
 
-    reg = gc_registry  # a registry this check may restart
-    image = fixtures.beta
+    reg = restart_registry  # a registry this check may restart; content of its own (the cache is registry-wide)
+    image = own_fixtures.beta
     layer = image.layers[1]
     push_image(reg.client, repo, image)
     exp = expect("manifests.delete-layer-digest")

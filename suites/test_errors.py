@@ -15,8 +15,13 @@ from collections.abc import Callable
 import pytest
 
 from regconform.checks import expect_answer, expect_true, note_expectation, observe
-from regconform.client import sha256_digest
-from regconform.images import canonical_json, fixture_set, pseudo_random_bytes, push_image
+from regconform.content.images import (
+    canonical_json,
+    fixture_set,
+    pseudo_random_bytes,
+    push_image,
+)
+from regconform.registry.digests import sha256_digest
 
 pytestmark = pytest.mark.workflow("errors")
 

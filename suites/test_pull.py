@@ -4,14 +4,17 @@ Digest, length, type and Etag headers, conditional requests, unknown and malform
 Range reads, and the Accept negotiation matrix over the four manifest types.
 """
 
-import fnmatch
 
 import pytest
 
-from regconform import media
-from regconform.checks import expect_answer, expect_equal, expect_true, observe
-from regconform.client import error_codes_of, sha256_digest
-from regconform.profiles import ProfileError
+from regconform.checks import (
+    accept_matrix,
+    expect_answer,
+    expect_equal,
+    expect_true,
+    observe,
+)
+from regconform.registry.digests import sha256_digest
 
 # Every check here only reads `pushed`: one push per worker and format serves them all.
 pytestmark = [pytest.mark.workflow("pull"), pytest.mark.readonly]
@@ -54,7 +57,7 @@ def test_manifest_head_carries_digest_length_and_type(registry, pushed, expect):
 @pytest.mark.spec("distribution-spec end-7: PUT /v2/<name>/manifests/<reference>")
 def test_manifest_put_answers_digest_of_bytes_sent(registry, repo, fixtures, expect):
     """PUT answers 201 with Location and Docker-Content-Digest equal to the sha256 of the sent bytes."""
-    from regconform.images import push_image
+    from regconform.content.images import push_image
 
     exp = expect("manifests.put-digest-header")
     image = fixtures.alpha
@@ -244,33 +247,6 @@ def test_blob_unsatisfiable_range_answers_416(registry, pushed, expect):
 
 # -- Accept negotiation matrix ------------------------------------------------------------------------------
 
-ACCEPTS = {
-    "none": None,
-    "oci": (media.OCI_MANIFEST, media.OCI_INDEX),
-    "schema2": (media.DOCKER_MANIFEST,),
-    "list": (media.DOCKER_MANIFEST_LIST,),
-    "index": (media.OCI_INDEX,),
-    "all": media.ALL_MANIFEST_TYPES,
-}
-
-
-def negotiated_outcome(resp, stored, default_platform):
-    """What a GET served: `200 stored`, `200 default-platform`, `200 other` or `<status> <codes or ->`."""
-    if resp.status_code == 200:
-        if resp.content == stored:
-            return "200 stored"
-        return "200 default-platform" if resp.content == default_platform else "200 other"
-    return f"{resp.status_code} {' '.join(error_codes_of(resp.content)) or '-'}"
-
-
-def expected_outcomes(exp, cell):
-    """The profile's outcome patterns for a matrix cell: the first key (an fnmatch pattern) that matches."""
-    for pattern, outcome in exp["outcomes"].items():
-        if fnmatch.fnmatchcase(cell, pattern):
-            return [outcome] if isinstance(outcome, str) else list(outcome)
-    raise ProfileError(f"profile {exp.profile}: {exp.key} has no outcome for {cell!r}")
-
-
 @pytest.mark.parametrize("kind", ["image", "index"])
 @pytest.mark.spec("distribution-spec end-3: Accept / content negotiation")
 def test_accept_negotiation_matrix(registry, pushed, expect, fmt, kind):
@@ -278,17 +254,7 @@ def test_accept_negotiation_matrix(registry, pushed, expect, fmt, kind):
     exp = expect("manifests.accept-negotiation")
     images = pushed.images
     obj = images.alpha if kind == "image" else images.index
-    observed, wrong = {}, []
-    for ref_kind, ref in (("tag", obj.tags[0]), ("digest", obj.digest)):
-        for accept_name, accept in ACCEPTS.items():
-            cell = f"{fmt}-{kind}.{ref_kind}.{accept_name}"
-            got = negotiated_outcome(registry.get_manifest(pushed.repo, ref, accept=accept), obj.manifest, images.alpha.manifest)
-            head = registry.head_manifest(pushed.repo, ref, accept=accept).status_code
-            observed[cell] = got
-            wanted = expected_outcomes(exp, cell)
-            if not any(fnmatch.fnmatchcase(got, w) for w in wanted):
-                wrong.append(f"{ref_kind}/{accept_name}: expected {' or '.join(wanted)}, got {got}")
-            elif head != int(got.split()[0]):
-                wrong.append(f"{ref_kind}/{accept_name}: HEAD answered {head}, GET {got}")
+    observed, wrong = accept_matrix(registry, pushed.repo, [("tag", obj.tags[0]), ("digest", obj.digest)],
+                                    f"{fmt}-{kind}", obj.manifest, images.alpha.manifest, exp, head=True)
     observe("accept_matrix", observed)
     expect_true(not wrong, f"Accept negotiation for the {fmt} {kind} ({obj.media_type}) deviates: " + "; ".join(wrong), exp)

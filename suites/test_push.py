@@ -10,10 +10,27 @@ from __future__ import annotations
 
 import pytest
 
-from regconform.checks import Deviation, expect_answer, expect_equal, expect_true, note_expectation, observe
-from regconform.client import ClientError, DigestMismatch, sha256_digest
-from regconform.images import pseudo_random_bytes, push_image, push_index
-from regconform.interop import CopiedImage, docker_reference, run_skopeo, skopeo_path, transport_for, write_layout
+from regconform.checks import (
+    Deviation,
+    expect_answer,
+    expect_equal,
+    expect_true,
+    note_expectation,
+    observe,
+)
+from regconform.clients.base import Endpoint, Workspace
+from regconform.clients.skopeo import (
+    CopiedImage,
+    docker_reference,
+    remote_options,
+    run_skopeo,
+    skopeo_path,
+    transport_for,
+    write_layout,
+)
+from regconform.content.images import pseudo_random_bytes, push_image, push_index
+from regconform.registry.digests import sha256_digest
+from regconform.registry.errors import ClientError, DigestMismatch
 
 pytestmark = pytest.mark.workflow("push")
 
@@ -458,7 +475,7 @@ def test_index_push(registry, repo, fixtures, expect):
 @pytest.mark.spec("distribution-spec §Pulling manifests: a tag is at most 128 characters")
 def test_tag_of_128_characters_is_accepted(registry, repo, expect):
     """The longest valid tag (128 characters) is accepted and resolves."""
-    from regconform.images import fixture_set
+    from regconform.content.images import fixture_set
 
     image = fixture_set("oci").alpha
     push_blobs(registry, repo, image, expect)
@@ -477,8 +494,12 @@ def skopeo_or_skip():
         pytest.skip("skopeo is not installed (./setup.sh installs it): the interoperability check needs a real client")
 
 
-def credentials(settings, flag):
-    return [f"{flag}={settings.username}:{settings.password or ''}"] if settings.username else []
+@pytest.fixture
+def client_ws(settings, registry):
+    """skopeo's private workspace: the run's credentials in a 0600 auth file, its CA for --cert-dir."""
+    ws = Workspace(Endpoint.from_settings(settings, registry.base_url))
+    yield ws
+    ws.close()
 
 
 def skopeo_ok(proc, what, exp):
@@ -486,15 +507,15 @@ def skopeo_ok(proc, what, exp):
 
 
 @pytest.mark.spec("interoperability: skopeo copy <layout> docker://; distribution-spec §Push")
-def test_skopeo_pushes_what_the_harness_reads_back(registry, repo, fixtures, expect, settings, tmp_path):
+def test_skopeo_pushes_what_the_harness_reads_back(registry, repo, fixtures, expect, client_ws, tmp_path):
     """skopeo copies the fixture index from a layout on disk to the registry; the harness reads every manifest and blob back, byte for byte."""
     skopeo_or_skip()
     index = fixtures.index
     exp = expect("push.interop-skopeo-push")
     source = write_layout(tmp_path / "layout", index, "interop")
     dest = docker_reference(registry.base_url, repo, "interop")
-    proc = run_skopeo("copy", "--all", "--preserve-digests", "--dest-tls-verify=false",
-                      *credentials(settings, "--dest-creds"), source, dest)
+    proc = run_skopeo("copy", "--all", "--preserve-digests", *remote_options(client_ws.endpoint, client_ws, "dest"),
+                      source, dest, ws=client_ws)
     observe("skopeo_stderr", proc.stderr.strip()[-400:])
     # What skopeo pushed is removed with what the client pushed (external registries, unless --keep).
     registry.pushed_manifests.update((repo, m.digest) for m in (index, *index.images))
@@ -510,7 +531,7 @@ def test_skopeo_pushes_what_the_harness_reads_back(registry, repo, fixtures, exp
 
 
 @pytest.mark.spec("interoperability: skopeo inspect / copy docker:// <layout>; distribution-spec §Pull")
-def test_skopeo_reads_what_the_harness_pushed(registry, repo, fixtures, expect, settings, tmp_path):
+def test_skopeo_reads_what_the_harness_pushed(registry, repo, fixtures, expect, client_ws):
     """What the harness pushed, skopeo inspects (raw bytes equal) and copies to disk with every manifest and blob intact."""
     skopeo_or_skip()
     index = fixtures.index
@@ -518,12 +539,13 @@ def test_skopeo_reads_what_the_harness_pushed(registry, repo, fixtures, expect, 
     exp = expect("push.interop-skopeo-pull")
     note_expectation(exp)
     source = docker_reference(registry.base_url, repo, index.tags[0])
-    inspected = run_skopeo("inspect", "--raw", "--tls-verify=false", *credentials(settings, "--creds"), source)
+    inspected = run_skopeo("inspect", "--raw", *remote_options(client_ws.endpoint, client_ws), source, ws=client_ws)
     skopeo_ok(inspected, f"skopeo inspect --raw {source}", exp)
     expect_equal(sha256_digest(inspected.stdout.encode()), index.digest, exp, "digest of the manifest skopeo inspect read")
-    copied = CopiedImage(tmp_path / "copy", transport_for(index.format), "interop")
-    proc = run_skopeo("copy", "--all", "--preserve-digests", "--src-tls-verify=false",
-                      *credentials(settings, "--src-creds"), source, copied.reference)
+    scratch = client_ws.scratch("skopeo-copy")  # the copy counts against the client's output cap
+    copied = CopiedImage(scratch / "copy", transport_for(index.format), "interop")
+    proc = run_skopeo("copy", "--all", "--preserve-digests", *remote_options(client_ws.endpoint, client_ws, "src"),
+                      source, copied.reference, ws=client_ws, scratch=scratch)
     skopeo_ok(proc, f"skopeo copy {source} {copied.reference}", exp)
     expect_equal(copied.manifest(), index.manifest, exp, "the index skopeo wrote to disk")
     expected = {image.digest: image.manifest for image in index.images}

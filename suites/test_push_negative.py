@@ -10,8 +10,14 @@ import json
 import pytest
 
 from regconform.checks import expect_answer, expect_equal, observe
-from regconform.client import error_codes_of, sha256_digest
-from regconform.images import canonical_json, fixture_set, pseudo_random_bytes, push_image
+from regconform.content.images import (
+    canonical_json,
+    fixture_set,
+    pseudo_random_bytes,
+    push_image,
+)
+from regconform.registry.digests import sha256_digest
+from regconform.registry.exchange import error_codes_of
 
 pytestmark = pytest.mark.workflow("push")
 

@@ -11,20 +11,21 @@ from __future__ import annotations
 import secrets
 import subprocess
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator
 
 from fixtures.tokenissuer import Account, TokenIssuer
-from regconform.targets import ContainerTarget, registry_env
+from regconform.targets.base import registry_env
+from regconform.targets.container import ContainerTarget
 
 MOUNT = "/regconform-auth"
 
 
 def registry_image() -> str:
-    from regconform.engine import docker_client
-    from regconform.imagebuild import resolve_registry_image
+    from regconform.targets.engine import docker_client
+    from regconform.targets.imagebuild import resolve_registry_image
 
     return resolve_registry_image(docker_client(), "registry:2")
 

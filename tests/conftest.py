@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from faultproxy import FaultProxy, Rule
-from regconform.targets import ContainerTarget, free_port, registry_env
-from suiterun import SuiteRun, run_suites as _run_suites
+from suiterun import SuiteRun
+from suiterun import run_suites as _run_suites
+
+from regconform.targets.base import free_port, registry_env
+from regconform.targets.container import ContainerTarget
 
 # One label value for every container the self-tests start themselves (suite runs have their own).
 SELFTEST_RUN_ID = f"selftest-{uuid.uuid4().hex[:8]}"
@@ -31,8 +33,8 @@ CONFIG = "/etc/docker/registry/config.yml"
 
 
 def registry_image() -> str:
-    from regconform.engine import docker_client
-    from regconform.imagebuild import resolve_registry_image
+    from regconform.targets.engine import docker_client
+    from regconform.targets.imagebuild import resolve_registry_image
 
     return resolve_registry_image(docker_client(), os.environ.get("REGCONFORM_REGISTRY_IMAGE", "registry:2"))
 

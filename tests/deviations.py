@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from faultproxy import FaultProxy
+from faultproxy import FaultProxy, Rule
 from suiterun import SuiteRun, run_suites
 
 
@@ -54,3 +55,39 @@ def assert_exactly_red(run: SuiteRun, baseline: SuiteRun, proxy: FaultProxy, *, 
         assert "Deviation" in reason and "Traceback" not in reason, f"{name}: {node} did not fail as a deviation: {reason}"
     assert proxy.hits, f"{name}: no rule fired"
     assert run.returncode == 1, f"{name}: a run with red checks must exit 1, got {run.returncode}"
+
+
+@dataclass
+class Mode:
+    """A deviation: proxy rules, the checks it must turn red, and regexes every red check's reason must match.
+
+    `red` names checks (test names: every variant; or node names with their [variant]), or is a predicate
+    over a short node id and the clean run's outcomes by short node id. `changed`: transforms note here that
+    they really changed an answer. `module`: the suite module it shows in, where a test file covers several.
+    """
+
+    name: str
+    rules: list[Rule]
+    red: list[str] | Callable[[str, dict[str, str]], bool]
+    reason: list[str]
+    changed: list[str] = field(default_factory=list)
+    module: str = ""
+
+    def is_red(self, node: str, clean: dict[str, str]) -> bool:
+        if callable(self.red):
+            return self.red(node, clean)
+        return node in self.red or base_name(node) in self.red
+
+    def red_checks(self, baseline: SuiteRun) -> list[str]:
+        """The checks of the clean run this mode must turn red (names as given, or those the predicate picks)."""
+        if not callable(self.red):
+            return list(self.red)
+        clean = {short(i): o for i, o in baseline.outcomes().items()}
+        return sorted(n for n in clean if self.red(n, clean))
+
+
+def assert_mode(run: SuiteRun, mode: Mode, baseline: SuiteRun, proxy: FaultProxy) -> None:
+    """`assert_exactly_red` for a Mode."""
+    clean = {short(i): o for i, o in baseline.outcomes().items()}
+    assert_exactly_red(run, baseline, proxy, name=mode.name, red=mode.red_checks(baseline), reasons=mode.reason,
+                       is_red=lambda node: mode.is_red(node, clean))

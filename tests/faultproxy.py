@@ -101,7 +101,10 @@ class Response:
     """An answer: from the upstream (then `request` is what was forwarded) or made by a rule.
 
     `broken=True` sends the headers as they are (Content-Length untouched) and the body, then closes
-    the connection: a registry whose answer breaks off.
+    the connection: a registry whose answer breaks off. `stream`: pieces written one by one after
+    the headers, as they are (Content-Length untouched, no chunked framing), then the connection
+    closes: an endless body, a drip, a declared size never sent (hostile self-tests). `raw`: the whole
+    answer, status line and headers included, written piece by piece as it is (a head that drips).
     """
 
     status: int
@@ -109,6 +112,8 @@ class Response:
     body: bytes = b""
     request: Request | None = None
     broken: bool = False
+    stream: Iterable[bytes] | None = None
+    raw: Iterable[bytes] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.headers, Headers):
@@ -157,6 +162,7 @@ class FaultProxy:
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread: threading.Thread | None = None
+        self._gone = False
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -174,6 +180,12 @@ class FaultProxy:
             self._thread = None
         self._server.server_close()
         self._client.close()
+
+    def vanish(self) -> None:
+        """The registry goes away for good: new connections are refused, and a request on a kept-alive
+        connection is dropped unanswered (as when the host dies), so nothing is served any more."""
+        self._gone = True
+        self._server.socket.close()
 
     def __enter__(self) -> FaultProxy:
         return self.start()
@@ -305,6 +317,9 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
         timeout = 60  # an idle keep-alive connection does not hold a thread forever
 
         def _serve(self) -> None:
+            if proxy._gone:  # noqa: SLF001 - see FaultProxy.vanish
+                self.close_connection = True
+                return
             request = Request(self.command, self.path, Headers(self.headers.items()), self._read_body())
             response = proxy.handle(request)
             self._write(response)
@@ -334,6 +349,13 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             headers = response.headers.copy()
             for name in HOP_BY_HOP:
                 headers.pop(name, None)
+            if response.raw is not None:
+                self.close_connection = True
+                self._write_pieces(response.raw)
+                return
+            if response.stream is not None:
+                self._write_stream(response, headers)
+                return
             if not response.broken and not head and response.status not in NO_BODY_STATUSES:
                 headers["content-length"] = str(len(response.body))
             self.send_response_only(response.status)
@@ -346,6 +368,23 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             if not no_body:
                 self.wfile.write(response.body)
             self.wfile.flush()
+
+        def _write_stream(self, response: Response, headers: Headers) -> None:
+            self.send_response_only(response.status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Connection", "close")
+            self.close_connection = True
+            self.end_headers()
+            self._write_pieces(response.stream or ())
+
+        def _write_pieces(self, pieces: Iterable[bytes]) -> None:
+            try:
+                for piece in pieces:
+                    self.wfile.write(piece)
+                    self.wfile.flush()
+            except (ConnectionError, TimeoutError, OSError):
+                pass  # the client gave up: what a hostile registry wants to see
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet: pytest shows failures
             pass

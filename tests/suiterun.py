@@ -75,7 +75,7 @@ class SuiteRun:
 
 def run_containers(run_id: str) -> list[str]:
     """`docker ps -a -q --filter label=org.regconform.run=<id>`: the containers a run left."""
-    from regconform.targets import RUN_LABEL
+    from regconform.targets.container import RUN_LABEL
 
     out = subprocess.run(["docker", "ps", "-a", "-q", "--filter", f"label={RUN_LABEL}={run_id}"],
                          capture_output=True, text=True, check=True).stdout

@@ -14,8 +14,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
-from authregistries import AuthRegistry, clean_env, htpasswd_registry, outcomes, run_cli, token_registry
+from authregistries import (
+    AuthRegistry,
+    clean_env,
+    htpasswd_registry,
+    outcomes,
+    run_cli,
+    token_registry,
+)
 from faultproxy import FaultProxy, Request, Response, Rule
 
 pytestmark = pytest.mark.selftest_slow

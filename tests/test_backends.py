@@ -17,9 +17,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
-from regconform.images import FORMATS
 from suiterun import SuiteRun, run_command, run_containers
+
+from regconform.content.images import FORMATS
 
 pytestmark = pytest.mark.selftest_slow
 

@@ -19,9 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from authregistries import (
+    AuthRegistry,
+    clean_env,
+    htpasswd_registry,
+    token_registry,
+    write_tls,
+)
 
-from authregistries import AuthRegistry, clean_env, htpasswd_registry, token_registry, write_tls
-from regconform.targets import PID_LABEL, free_port
+from regconform.targets.base import free_port
+from regconform.targets.container import PID_LABEL
 
 
 @dataclass

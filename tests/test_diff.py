@@ -11,10 +11,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-from regconform.diff import Change, compare, load_allow_list
-from regconform.report import SCHEMA_VERSION
 from reportruns import output, regconform
+
+from regconform.reports.diff import Change, compare, load_allow_list
+from regconform.reports.writers import SCHEMA_VERSION
 
 # -- documents made by hand: each kind of change on its own ---------------------------------------
 
@@ -219,9 +219,10 @@ def test_compare_images_deletion_enabled_vs_disabled(tmp_path: Path) -> None:
 
 @pytest.mark.selftest_slow
 def test_compare_registry_urls_deletion_enabled_vs_disabled(tmp_path: Path) -> None:
-    from regconform.engine import docker_client
-    from regconform.imagebuild import resolve_registry_image
-    from regconform.targets import ContainerTarget, registry_env
+    from regconform.targets.base import registry_env
+    from regconform.targets.container import ContainerTarget
+    from regconform.targets.engine import docker_client
+    from regconform.targets.imagebuild import resolve_registry_image
 
     image = resolve_registry_image(docker_client(), "registry:2")
     run_id = f"selftest-compare-{uuid.uuid4().hex[:8]}"
@@ -253,3 +254,112 @@ def test_registry_env_usage_errors_are_one_line() -> None:
         proc = regconform("run", *args)
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], (args, proc.stderr)
+
+
+# -- a diff a person reads: collapse, weight order, one structure in every format --------------------
+
+
+def many_checks(n: int, content_type: str, delete_status: int = 400) -> dict:
+    """n checks, each with the JSON answer of a DELETE by tag (one exchange carrying content-type)."""
+    out = []
+    for i in range(n):
+        c = check(f"suites/test_many.py::test_{i:03d}")
+        c["facts"][1]["headers"]["content-type"] = content_type
+        c["facts"][1]["status"] = delete_status
+        c["facts"][1]["request"] = f"DELETE /v2/<repo>/manifests/tag{i}"
+        out.append(c)
+    return document(*out)
+
+
+def test_identical_changes_collapse_into_one_line_with_a_count() -> None:
+    from regconform.reports.diff_render import collapse, render
+
+    old, new = many_checks(120, "application/json; charset=utf-8"), many_checks(120, "application/json", 202)
+    changes = compare(old, new)
+    assert len(changes) == 240
+    summary = collapse(changes)
+    assert [(g.category, g.signature, g.count()) for g in summary] == [
+        ("status", "status of DELETE /v2/<repo>/manifests/<tag>: 400 → 202", "×120 exchanges in 120 checks"),
+        ("header value", "header content-type: application/json; charset=utf-8 → application/json",
+         "×120 exchanges in 120 checks")]
+    text = render(changes, old, new, "summary")
+    assert text.splitlines()[2] == "2 distinct change(s), 2 not allowed (240 change(s), 240 not allowed)"
+    assert "  ✗ [status] status of DELETE /v2/<repo>/manifests/<tag>: 400 → 202 — ×120 exchanges in 120 checks " \
+           "(e.g. test_many::test_000, test_many::test_001, …)" in text
+    assert len(text.splitlines()) == 7  # header (3), a blank line, NOT ALLOWED, two lines
+
+
+def test_summary_orders_by_weight_and_puts_not_allowed_first(tmp_path: Path) -> None:
+    from regconform.reports.diff import CATEGORIES
+    from regconform.reports.diff_render import collapse
+
+    new = copy.deepcopy(OLD)
+    first = new["checks"][0]
+    first["outcome"] = "failed"
+    first["facts"][1].update(status=405, errors=["UNSUPPORTED"])
+    first["facts"][1]["headers"]["content-type"] = "text/plain"
+    first["facts"][1]["headers"]["docker-content-digest"] = "sha256:bb"
+    first["facts"].append({"request": "GET /v2/<repo>/tags/list?n=2&last=a", "status": 200})
+    first["observations"]["tags"] = ["v2"]
+    first["expectations"]["manifests.delete-by-tag"]["status"] = [202]
+    summary = collapse(compare(OLD, new))
+    assert [g.category for g in summary] == list(CATEGORIES[:4]) + list(CATEGORIES[5:])  # no body shape recorded
+    assert summary[3].signature == ("exchanges from GET /v2/<repo>/tags/list?n&last on: none → "
+                                    "[1] GET /v2/<repo>/tags/list?n&last → 200")
+    allow = tmp_path / "allow.toml"
+    allow.write_text('[[allow]]\ncheck = "*test_delete"\nkind = "outcome"\nreason = "known"\n')
+    allowed = collapse(compare(OLD, new, load_allow_list(allow)))
+    assert (allowed[-1].category, allowed[-1].allowed_by) == ("outcome", "known")
+    assert all(g.allowed_by is None for g in allowed[:-1])
+
+
+def test_allow_rule_values_and_request_shapes(tmp_path: Path) -> None:
+    old, new = many_checks(3, "application/json; charset=utf-8"), many_checks(3, "text/html", 202)
+    allow = tmp_path / "allow.toml"
+    allow.write_text('[[allow]]\ncheck = "*"\nkind = "header"\nwhere = "content-type"\nold = "*charset=utf-8"\n'
+                     'new = "application/json"\nreason = "charset"\n'
+                     '[[allow]]\ncheck = "*"\nkind = "status"\nwhere = "DELETE /v2/<repo>/manifests/<tag>"\n'
+                     'old = "400"\nnew = "202"\nreason = "untag"\n')
+    found = compare(old, new, load_allow_list(allow))
+    assert {(c.kind, c.allowed_by) for c in found} == {("status", "untag"), ("header", None)}  # text/html: not charset
+
+
+def test_request_shape() -> None:
+    from regconform.reports.diff import request_shape
+
+    assert request_shape("DELETE /v2/<repo>/manifests/v1") == "DELETE /v2/<repo>/manifests/<tag>"
+    assert request_shape("GET /v2/<repo>/blobs/sha256:ab") == "GET /v2/<repo>/blobs/<digest>"
+    assert request_shape("PATCH /v2/<repo>/blobs/uploads/<uuid>?_state=<state>") == \
+        "PATCH /v2/<repo>/blobs/uploads/<uuid>?_state"
+    assert request_shape("GET /v2/<repo>/tags/list?n=3&last=page-02") == "GET /v2/<repo>/tags/list?n&last"
+
+
+def test_every_format_shares_the_structure_and_hostile_values_stay_one_escaped_line() -> None:
+    from regconform.reports.diff_render import render
+
+    new = copy.deepcopy(OLD)
+    new["checks"][0]["observations"]["tags"] = "<script>alert(1)</script>\n\x1b[31mred\r\n" + "x" * 500
+    new["checks"][0]["facts"][1]["status"] = 405
+    changes = compare(OLD, new)
+    summary = render(changes, OLD, new, "summary")
+    line = next(li for li in summary.splitlines() if "observation of tags" in li)
+    assert "\\x1b" in line and len(line) < 400 and "\x1b" not in summary
+    text = render(changes, OLD, new, "text")
+    assert text.startswith(summary) and "\ndetail: 2 change(s), 2 not allowed" in text
+    md = render(changes, OLD, new, "markdown")
+    assert md.index("#### Not allowed (2)") < md.index("<details><summary>Every change, per check (2)</summary>")
+    assert "❌ **status** `status of DELETE /v2/<repo>/manifests/<tag>: 400 → 405` — ×1 exchange in 1 check" in md
+    html = render(changes, OLD, new, "html")
+    assert html.index('class="summary"') < html.index("Every change, per check")
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert html.count('<tr class="distinct"') == 2 and html.count('<tr class="change"') == 2
+
+
+def test_a_shipped_allow_list_by_name(files: tuple[Path, Path]) -> None:
+    from regconform.resources import ALLOWLISTS
+
+    rules = load_allow_list(Path("distribution-2.8-to-3.1"))
+    assert rules == load_allow_list(ALLOWLISTS / "distribution-2.8-to-3.1.toml") and len(rules) >= 12
+    assert all(rule.reason for rule in rules)  # every known change names its source
+    proc = regconform("diff", str(files[0]), str(files[1]), "--allow", "no-such-list")
+    assert proc.returncode == 2 and "allow-list no-such-list: no such file" in proc.stderr

@@ -15,19 +15,22 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
-
-from faultproxy import FaultProxy, Request, Response, Rule
-from regconform.images import FORMATS, fixture_set
-from suiterun import SuiteRun
 from deviations import assert_clean, clean_baseline
+from faultproxy import FaultProxy, Request, Response, Rule
+from suiterun import SuiteRun
 from test_pull_deviations import BLOBS, MANIFESTS, Mode, assert_mode
+
+from regconform.content.images import FORMATS, check_variant, fixture_set
 
 pytestmark = pytest.mark.selftest_slow
 
 DISCOVERY, MANAGEMENT, REFERRERS = "test_content_discovery.py", "test_content_management.py", "test_referrers.py"
 CATALOG = r"^/v2/_catalog"
 TAG_REF = r"^/v2/(?P<repo>.+)/manifests/(?P<tag>(?!sha256:)[^/?]+)$"
-LAYER_DIGESTS = {fixture_set(fmt).beta.layers[1].digest for fmt in FORMATS}
+# The restart check pushes the fixture variant of its own check id (fixtures_gc.own_fixtures).
+RESTART_CHECK = "test_content_management.py::test_delete_of_a_layer_digest_under_manifests_after_restart"
+LAYER_DIGESTS = {fixture_set(fmt, variant).beta.layers[1].digest for fmt in FORMATS
+                 for variant in (None, check_variant(f"{RESTART_CHECK}[{fmt}]"))}
 
 
 def json_answer(status: int, doc: object, req: Request, ctype: str = "application/json") -> Response:

@@ -11,10 +11,21 @@ from pathlib import Path
 
 import httpx
 import pytest
+from authregistries import (
+    AuthRegistry,
+    clean_env,
+    htpasswd_registry,
+    leaked,
+    outcomes,
+    registry_image,
+    run_cli,
+    run_pytest,
+    tls_registry,
+    token_registry,
+)
 
-from authregistries import (AuthRegistry, clean_env, htpasswd_registry, leaked, outcomes, registry_image, run_cli,
-                            run_pytest, tls_registry, token_registry)
-from regconform.targets import ContainerTarget, free_port, registry_env
+from regconform.targets.base import free_port, registry_env
+from regconform.targets.container import ContainerTarget
 
 pytestmark = pytest.mark.selftest_slow
 
@@ -181,9 +192,9 @@ def test_tokens_are_cached_per_scope_and_refetched_after_expiry(tmp_path: Path) 
     """One token per scope while it is fresh; a new one once it expires (lifetime 12 s - 10 s margin)."""
     import time
 
-    from regconform.auth import RegistryAuth
-    from regconform.client import RegistryClient
-    from regconform.images import fixture_set, push_image
+    from regconform.content.images import fixture_set, push_image
+    from regconform.registry.auth import RegistryAuth
+    from regconform.registry.client import RegistryClient
 
     with token_registry(tmp_path / "reg") as reg:
         assert reg.issuer is not None
@@ -203,3 +214,56 @@ def test_tokens_are_cached_per_scope_and_refetched_after_expiry(tmp_path: Path) 
             assert client.get_manifest("cache/a", image.digest).status_code == 200
             assert auth.token_fetches == pushed + 1  # expired: fetched again, before the registry refused it
             assert "RegistryAuth(username='regconform-user')" == repr(auth) and reg.password not in repr(auth)
+
+
+def test_restart_checks_need_only_the_restart_command(tmp_path: Path) -> None:
+    """--restart-command alone: the check that restarts runs and passes; the GC checks skip naming what is missing."""
+    target = ContainerTarget(registry_image(), registry_env(True), f"rst-{uuid.uuid4().hex[:8]}", host_port=free_port())
+    try:
+        reports = tmp_path / "restart"
+        proc = run_cli("--registry-url", target.url, "-k", "after_restart or garbage_collection", "--report-dir",
+                       str(reports), "--restart-command", f"docker restart -t 2 {target.container_id}", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+        got = outcomes(reports)
+        restart = [c for cid, c in got.items() if "after_restart" in cid]
+        assert len(restart) == 2 and all(c["outcome"] == "passed" for c in restart), restart
+        gc = [c for c in got.values() if c["workflow"] == "garbage-collection"]
+        assert gc and all(c["outcome"] == "skipped" and "--gc-command" in str(c["reason"]) for c in gc), gc
+    finally:
+        target.stop()
+
+
+def test_deletion_disabled_checks_on_an_external_target(plain: ContainerTarget, tmp_path: Path) -> None:
+    """Without --deletion-disabled-url they skip, naming the option; with it they run there and pass; a URL that
+    is not a registry is one line on stderr and exit 2."""
+    selection = ("-k", "deletion_is_disabled or deletion_disabled_error")
+    skipped = run_cli("--registry-url", plain.url, *selection, "--report-dir", str(tmp_path / "skip"), cwd=tmp_path)
+    assert skipped.returncode == 0, skipped.stdout[-2000:]
+    got = outcomes(tmp_path / "skip")
+    assert len(got) == 5 and all(c["outcome"] == "skipped" and "--deletion-disabled-url" in str(c["reason"])
+                                 for c in got.values()), got
+    disabled = ContainerTarget(registry_image(), registry_env(False), f"dd-{uuid.uuid4().hex[:8]}")
+    try:
+        ran = run_cli("--registry-url", plain.url, *selection, "--deletion-disabled-url", disabled.url,
+                      "--report-dir", str(tmp_path / "ran"), cwd=tmp_path)
+        assert ran.returncode == 0, ran.stdout[-3000:]
+        got = outcomes(tmp_path / "ran")
+        assert len(got) == 5 and all(c["outcome"] == "passed" for c in got.values()), got
+    finally:
+        disabled.stop()
+    bad = run_cli("--registry-url", plain.url, *selection, "--deletion-disabled-url", f"http://127.0.0.1:{free_port()}",
+                  "--report-dir", str(tmp_path / "bad"), cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+    assert "--deletion-disabled-url" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+
+
+def test_gc_and_restart_checks_on_an_external_target_need_a_serial_run(plain: ContainerTarget, tmp_path: Path) -> None:
+    """With -n 2 the other worker would meet a registry being collected or restarted: skipped with that reason."""
+    cid = plain.container_id
+    proc = run_cli("--registry-url", plain.url, "-n", "2", "-k", "garbage_collection or after_restart",
+                   "--gc-command", f"docker exec {cid} registry garbage-collect /etc/docker/registry/config.yml",
+                   "--restart-command", f"docker restart -t 2 {cid}", "--report-dir", str(tmp_path / "r"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    got = outcomes(tmp_path / "r")
+    # Every GC and restart check of the selection (10 on this commit's suites, more as they grow).
+    assert len(got) >= 10 and all(c["outcome"] == "skipped" and "serial run" in str(c["reason"]) for c in got.values()), got

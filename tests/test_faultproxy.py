@@ -1,10 +1,10 @@
 """The fault proxy itself: transparent when clean, and each kind of rule does what it says."""
 
 import httpx
-
 from faultproxy import Request, Response, Rule
-from regconform.client import RegistryClient
-from regconform.images import fixture_set, push_image
+
+from regconform.content.images import fixture_set, push_image
+from regconform.registry.client import RegistryClient
 
 
 def test_clean_proxy_is_transparent_for_a_push_and_pull(fault_proxy, upstream):
@@ -21,8 +21,9 @@ def test_clean_proxy_is_transparent_for_a_push_and_pull(fault_proxy, upstream):
         assert started.headers["location"].startswith(proxy.url) or started.headers["location"].startswith("/")
         # chunked request bodies (streamed uploads) are decoded and forwarded
         blob = b"streamed through the proxy"
-        from regconform.client import sha256_digest
         import io
+
+        from regconform.registry.digests import sha256_digest
         client.push_blob_stream("selftest/proxy-clean", io.BytesIO(blob), sha256_digest(blob))
     with RegistryClient(upstream.url) as direct:
         assert direct.get_manifest("selftest/proxy-clean", image.digest).status_code == 200

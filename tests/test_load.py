@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from faultproxy import Rule
-from regconform import load
 from suiterun import REPO, clean_env
+
+from regconform.load import figures as load
 
 REGCONFORM = [sys.executable, "-m", "regconform.cli"]
 

@@ -15,15 +15,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from faultproxy import FaultProxy, Response, Rule
-from regconform.auth import RegistryAuth
-from regconform.client import RegistryClient
-from regconform.engine import docker_client
-from regconform.imagebuild import resolve_registry_image
-from regconform.images import fixture_set, push_fixture_set
-from regconform.mirror import EmbeddedMirror
 from suiterun import SuiteRun, run_command
+from test_mirror_routed import routed  # noqa: F401 - the routed topology fixture, for the gate by URL
+
+from regconform.content.images import fixture_set, push_fixture_set
+from regconform.registry.auth import RegistryAuth
+from regconform.registry.client import RegistryClient
+from regconform.targets.engine import docker_client
+from regconform.targets.imagebuild import resolve_registry_image
+from regconform.targets.mirrors import EmbeddedMirror
 
 pytestmark = pytest.mark.selftest_slow
 
@@ -97,6 +98,17 @@ def test_gate_fails_on_a_mirror_serving_wrong_bytes(pair, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--mirror-url=http://127.0.0.1:9"], "give both --mirror-url and --upstream-url"),
+    (["--mirror-prefix=hub/"], "--mirror-prefix needs --mirror-url"),
+    (["--mirror-url=http://127.0.0.1:9", "--upstream=hub"], "--upstream 'hub': expected NAME=URL"),
+    (["--mirror-url=http://127.0.0.1:9", "--upstream=hub=ftp://x"], "is not an http:// or https:// URL"),
+    (["--mirror-url=http://127.0.0.1:9", "--upstream=a=http://127.0.0.1:9", "--upstream=b=http://127.0.0.1:9",
+      "--mirror-prefix=a/"], "with several upstreams say which one it is for"),
+    (["--mirror-url=http://127.0.0.1:9", "--upstream=a=http://127.0.0.1:9", "--upstream=b=http://127.0.0.1:9"],
+     "addressed alike on the mirror"),
+    (["--mirror-url=http://127.0.0.1:9", "--upstream-url=http://127.0.0.1:9", "--mirror-prefix=Bad Prefix"],
+     "not a repository name prefix"),
+    (["--realm-url=http://127.0.0.1:9"], "--realm-url needs --mirror-url"),
+    (["--mirror-binary=/nonexistent/registry"], "is not an executable file"),
     (["--image", "a:b"], "--image needs --mirror-url and --upstream-url"),
     (["--mirror-url=http://127.0.0.1:9", "--upstream-url=http://127.0.0.1:9"], "cannot connect"),
     (["--profile=oci-1.1"], "records no mirror behaviour"),
@@ -138,5 +150,42 @@ def test_gate_with_an_auth_protected_upstream(auth_pair, tmp_path):
     assert set(run.outcomes("test_mirror_pulls_from_auth_upstream").values()) == {"passed"}, run.outcomes()
     assert run.outcome("test_named_image_served_as_upstream") == "passed"
     for path in (tmp_path / "ok").rglob("*"):  # behaviour.json, exchanges.json, junit, Allure: no secret anywhere
+        if path.is_file():
+            assert creds.password not in path.read_text(errors="replace"), path
+
+
+# -- the routed topology (nginx in front of two caches), addressed by URL -------------------------
+
+ROUTED_SELECTION = "pull_by_tag or accept_negotiation or unmapped or podman or oci_namespace or head_by_digest"
+
+
+def test_gate_on_the_routed_mirror_by_prefix(routed, tmp_path):
+    """`regconform mirror --mirror-url NGINX --mirror-prefix hub/ --upstream-url HUB`: exit 0; the reports
+    say which upstream and prefix each check used."""
+    hub = routed.pairs["hub"]
+    run = gate(tmp_path, f"--mirror-url={routed.url}", "--mirror-prefix=hub/", f"--upstream-url={hub.upstream_url}",
+               "--push-fixtures", "-k", ROUTED_SELECTION)
+    assert run.returncode == 0, run.tail()
+    assert run.failed_ids() == [], run.tail()
+    for check in ("test_pull_by_tag", "test_accept_negotiation", "test_unmapped_names", "test_podman_pulls"):
+        assert set(run.outcomes(check).values()) == {"passed"}, (check, run.outcomes(check), run.tail())
+    route = run.record("test_pull_by_tag_serves_upstream_manifests[external-docker]")["observations"]["route"]
+    assert (route["upstream"], route["prefix"], route["ns"]) == ("upstream", "hub/", None), route
+
+
+def test_gate_on_the_routed_mirror_by_ns(routed, tmp_path):
+    """The basic-auth upstream selected with --mirror-ns (ns= on every request, as containerd sends it):
+    exit 0, OCI-Namespace answered, no secret in any report."""
+    quay = routed.pairs["quay"]
+    creds = quay.upstream_credentials
+    assert creds is not None
+    argv = [sys.executable, "-m", "regconform.cli", "mirror", f"--report-dir={tmp_path}", f"--mirror-url={routed.url}",
+            "--mirror-ns=quay.regconform.test", f"--upstream-url={quay.upstream_url}",
+            f"--upstream-username={creds.username}", "--push-fixtures", "-k", ROUTED_SELECTION]
+    run = run_command(argv, report_dir=tmp_path, extra_env={"REGCONFORM_UPSTREAM_PASSWORD": creds.password}, timeout=400)
+    assert run.returncode == 0, run.tail()
+    assert set(run.outcomes("test_oci_namespace_header").values()) == {"passed"}, run.outcomes()
+    assert set(run.outcomes("test_accept_negotiation").values()) == {"passed"}, run.outcomes()
+    for path in tmp_path.rglob("*"):
         if path.is_file():
             assert creds.password not in path.read_text(errors="replace"), path

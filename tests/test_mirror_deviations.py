@@ -20,12 +20,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from faultproxy import FaultProxy, Request, Response, Rule
-from regconform.engine import docker_client
-from regconform.imagebuild import resolve_registry_image
-from regconform.mirror import EmbeddedMirror
 from suiterun import SuiteRun, run_command
+
+from regconform.targets.engine import docker_client
+from regconform.targets.imagebuild import resolve_registry_image
+from regconform.targets.mirrors import EmbeddedMirror
 
 pytestmark = pytest.mark.selftest_slow
 
@@ -151,7 +151,11 @@ RED = {
 }
 # Checks an external deployment cannot run (embedded pair, upstream credentials): skipped, never passed.
 SKIPPED = ("test_cache_expiry_of_pulled_content", "test_mirror_pulls_from_auth_upstream",
-           "test_proxy_config_credentials_with_basic_auth_upstream")
+           "test_proxy_config_credentials_with_basic_auth_upstream",
+           # names are not mapped on this deployment, it has one upstream and no hostile realm, and the
+           # mirror holds no upstream credentials: tests/test_mirror_routed*.py make these fail
+           "test_unmapped_names_not_served", "test_oci_namespace_header", "test_routes_reach_their_own_upstreams",
+           "test_credentials_not_sent_to_foreign_realm", "test_error_answers_do_not_echo_upstream_credentials")
 
 
 @pytest.fixture(scope="module")

@@ -19,12 +19,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from authregistries import registry_image, run_cli
-from regconform.client import ClientError, RegistryClient
-from regconform.images import fixture_set, push_fixture_set, push_image
-from regconform.media import ALL_MANIFEST_TYPES
-from regconform.targets import ContainerTarget, registry_env
+
+from regconform.content.images import fixture_set, push_fixture_set, push_image
+from regconform.registry.client import RegistryClient
+from regconform.registry.errors import ClientError
+from regconform.registry.media import ALL_MANIFEST_TYPES
+from regconform.targets.base import registry_env
+from regconform.targets.container import ContainerTarget
 
 NAMESPACE = f"regconform-safety-{uuid.uuid4().hex[:6]}"
 

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from regconform.client import ClientError, RegistryClient
 from suiterun import REPO, clean_env
+
+from regconform.registry.client import RegistryClient
+from regconform.registry.errors import ClientError
 
 # Every kind of sharing and isolation: read-only shared pushes (pull), fresh pushes that are then
 # deleted (content management), the per-worker deletion-disabled registry, GC + restart registries.

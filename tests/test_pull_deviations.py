@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import pytest
-
-from faultproxy import FaultProxy, Request, Response, Rule
-from regconform.media import ALL_MANIFEST_TYPES
-from deviations import assert_clean, assert_exactly_red, base_name, clean_baseline
+from deviations import (
+    Mode,
+    assert_clean,
+    assert_mode,
+    base_name,
+    clean_baseline,
+)
+from faultproxy import Request, Response, Rule
 from suiterun import SuiteRun
+
+from regconform.registry.media import ALL_MANIFEST_TYPES
 
 pytestmark = pytest.mark.selftest_slow
 
@@ -25,25 +31,6 @@ PULL = "test_pull.py"
 MANIFESTS = r"^/v2/.+/manifests/"
 BLOBS = r"^/v2/.+/blobs/sha256:"
 WRONG_DIGEST = "sha256:" + "f" * 64
-
-
-@dataclass
-class Mode:
-    """A deviation: proxy rules, the checks (base names) it must turn red, regexes their reasons must match."""
-
-    name: str
-    rules: list[Rule]
-    red: list[str]
-    reason: list[str]
-    changed: list[str] = field(default_factory=list)  # transforms append here when they really changed an answer
-
-
-def assert_mode(run: SuiteRun, mode: Mode, baseline: SuiteRun, proxy: FaultProxy) -> None:
-    assert_exactly_red(run, baseline, proxy, name=mode.name, red=mode.red, reasons=mode.reason,
-                       is_red=lambda node: base_name(node) in mode.red)
-
-
-# -- the modes -------------------------------------------------------------------------------------------
 
 
 def range_bytes_wrong() -> Mode:

@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import pytest
-
-from faultproxy import FaultProxy, Request, Response, Rule
-from regconform.client import sha256_digest
-from regconform.interop import skopeo_path
+from deviations import (
+    Mode,
+    assert_clean,
+    assert_mode,
+    clean_baseline,
+    short,
+)
+from faultproxy import Request, Response, Rule
 from suiterun import SuiteRun
-from deviations import assert_clean, assert_exactly_red, base_name, clean_baseline, short
+
+from regconform.clients.skopeo import skopeo_path
+from regconform.registry.digests import sha256_digest
 
 pytestmark = pytest.mark.selftest_slow
 
@@ -36,21 +42,6 @@ HARNESS_AGENTS = ("regconform/", "python-httpx/")
 ENVELOPE_CHECK = "test_error_answer_carries_the_error_envelope"
 
 
-@dataclass
-class Mode:
-    """A deviation: the module it shows in, proxy rules, the checks it turns red, regexes of their reasons."""
-
-    name: str
-    module: str
-    rules: list[Rule]
-    red: list[str]  # test names (every variant) or node names with their [variant]
-    reason: list[str]
-    changed: list[str] = field(default_factory=list)  # transforms note here that they really changed an answer
-
-    def is_red(self, node: str) -> bool:
-        return node in self.red or base_name(node) in self.red
-
-
 def registry_answer(status: int, req: Request, headers: dict[str, str] | None = None, body: bytes = b"") -> Response:
     return Response(status, {"Docker-Distribution-Api-Version": "registry/2.0", "Content-Length": str(len(body)),
                              **(headers or {})}, body, req)
@@ -65,10 +56,10 @@ def repo_of(path: str) -> str:
 
 def mount_lies() -> Mode:
     """Every mount answers 201 (blob mounted) without asking the registry: the blob never reaches the target."""
-    mode = Mode("mount answers 201 without mounting", PUSH, [],
+    mode = Mode("mount answers 201 without mounting", [],
                 ["test_cross_repository_mount", "test_mount_of_an_unknown_blob_opens_a_session",
                  "test_location_on_every_201_and_202_is_usable"],
-                [r"mount"])
+                [r"mount"], module=PUSH)
 
     def lie(req: Request) -> Response:
         digest = re.search(r"mount=(sha256(?::|%3A)[0-9a-f]{64})", req.path)[1].replace("%3A", ":")  # type: ignore[index]
@@ -84,10 +75,10 @@ def mount_lies() -> Mode:
 
 def chunk_range_off_by_one() -> Mode:
     """PATCH answers with Content-Range in the request report one byte more than stored."""
-    mode = Mode("chunk PATCH answers a Range one byte too long", PUSH, [],
+    mode = Mode("chunk PATCH answers a Range one byte too long", [],
                 ["test_chunked_patch_upload_with_content_range", "test_chunked_upload_with_final_chunk_in_put",
                  "test_out_of_order_chunk", "test_upload_recovery_via_get_on_the_session"],
-                [r"Range of", r"expected '0-\d+'"])
+                [r"Range of", r"expected '0-\d+'"], module=PUSH)
 
     def lengthen(resp: Response) -> Response:
         assert resp.request is not None
@@ -105,9 +96,9 @@ def chunk_range_off_by_one() -> Mode:
 
 def session_status_range_wrong() -> Mode:
     """GET on an upload session (204) reports one byte more than stored."""
-    mode = Mode("upload status answers a Range one byte too long", PUSH, [],
+    mode = Mode("upload status answers a Range one byte too long", [],
                 ["test_upload_recovery_via_get_on_the_session", "test_upload_status_reports_the_stored_range"],
-                [r"Range of"])
+                [r"Range of"], module=PUSH)
 
     def lengthen(resp: Response) -> Response:
         if resp.status != 204 or "range" not in resp.headers:
@@ -122,18 +113,18 @@ def session_status_range_wrong() -> Mode:
 
 
 def mount_without_location() -> Mode:
-    return Mode("mount 201 without Location", PUSH,
+    return Mode("mount 201 without Location",
                 [Rule(UPLOADS + r"\?.*mount=.*from=[^&]*%2Fsource(&|$)", method="POST", transform=lambda r: _drop_location_if(r, 201))],
                 ["test_cross_repository_mount", "test_location_on_every_201_and_202_is_usable"],
-                [r"(no location header|201 without a Location header)"])
+                [r"(no location header|201 without a Location header)"], module=PUSH)
 
 
 def manifest_put_without_location() -> Mode:
-    return Mode("manifest PUT 201 without Location", PUSH,
+    return Mode("manifest PUT 201 without Location",
                 [Rule(MANIFESTS, method="PUT", transform=lambda r: _drop_location_if(r, 201))],
                 ["test_manifest_put_by_tag", "test_manifest_put_by_digest", "test_index_push",
                  "test_location_on_every_201_and_202_is_usable"],
-                [r"(no location header|201 without a Location header)"])
+                [r"(no location header|201 without a Location header)"], module=PUSH)
 
 
 def _drop_location_if(resp: Response, status: int) -> Response:
@@ -146,9 +137,9 @@ def _drop_location_if(resp: Response, status: int) -> Response:
 
 def cancel_ignored() -> Mode:
     """DELETE on an upload session answers 204 but cancels nothing."""
-    return Mode("upload cancel answers 204 and cancels nothing", PUSH,
+    return Mode("upload cancel answers 204 and cancels nothing",
                 [Rule(SESSION, method="DELETE", respond=lambda req: registry_answer(204, req))],
-                ["test_upload_cancel"], [r"cancelled session", r"expected 404 BLOB_UPLOAD_UNKNOWN", r"got 20[24]"])
+                ["test_upload_cancel"], [r"cancelled session", r"expected 404 BLOB_UPLOAD_UNKNOWN", r"got 20[24]"], module=PUSH)
 
 
 def base_endpoint_missing() -> Mode:
@@ -157,9 +148,9 @@ def base_endpoint_missing() -> Mode:
     The harness's own GET /v2/ (client and preflight: regconform/..., python-httpx/...) still reaches
     the registry, else the run would stop before any check.
     """
-    mode = Mode("GET /v2/ answers 404 to clients", PUSH, [],
+    mode = Mode("GET /v2/ answers 404 to clients", [],
                 ["test_skopeo_pushes_what_the_harness_reads_back", "test_skopeo_reads_what_the_harness_pushed"],
-                [r"skopeo (copy|inspect)", r"failed \(exit"])
+                [r"skopeo (copy|inspect)", r"failed \(exit"], module=PUSH)
 
     def hide(req: Request) -> Request:
         if req.headers.get("user-agent", "").startswith(HARNESS_AGENTS):
@@ -176,8 +167,8 @@ def base_endpoint_missing() -> Mode:
 
 def digest_not_verified() -> Mode:
     """Closing an upload with a digest the bytes do not hash to answers 201 instead of 400 DIGEST_INVALID."""
-    mode = Mode("blob digest not verified on upload", NEGATIVE, [], ["test_blob_put_with_wrong_digest_is_rejected"],
-                [r"PUT \?digest=" + re.escape(NEGATIVE_WRONG_DIGEST), r"expected 400 DIGEST_INVALID", r"got 201"])
+    mode = Mode("blob digest not verified on upload", [], ["test_blob_put_with_wrong_digest_is_rejected"],
+                [r"PUT \?digest=" + re.escape(NEGATIVE_WRONG_DIGEST), r"expected 400 DIGEST_INVALID", r"got 201"], module=NEGATIVE)
 
     def accept(resp: Response) -> Response:
         if resp.status != 400:
@@ -197,15 +188,15 @@ def uppercase_name_accepted() -> Mode:
     def accept(req: Request) -> Response:
         return registry_answer(202, req, {"Location": req.path.split("?", 1)[0] + "regconform-fake-session", "Range": "0-0"})
 
-    return Mode("uppercase repository name accepted", NEGATIVE,
+    return Mode("uppercase repository name accepted",
                 [Rule(r"^/v2/[^?]*[A-Z][^?]*/blobs/uploads/$", method="POST", respond=accept)],
-                ["test_invalid_repository_name_is_rejected[uppercase]"], [r"for the name", r"\(uppercase\)", r"got 202"])
+                ["test_invalid_repository_name_is_rejected[uppercase]"], [r"for the name", r"\(uppercase\)", r"got 202"], module=NEGATIVE)
 
 
 def oversized_manifest_accepted() -> Mode:
     """A manifest over 4 MiB answers 201 (the proxy accepts it for the registry)."""
-    mode = Mode("oversized manifest accepted", NEGATIVE, [], ["test_oversized_manifest_is_refused"],
-                [r"PUT of a \d+-byte", r"expected 400 MANIFEST_INVALID", r"got 201"])
+    mode = Mode("oversized manifest accepted", [], ["test_oversized_manifest_is_refused"],
+                [r"PUT of a \d+-byte", r"expected 400 MANIFEST_INVALID", r"got 201"], module=NEGATIVE)
 
     def accept(resp: Response) -> Response:
         req = resp.request
@@ -235,8 +226,8 @@ def _edit_errors(edit: Callable[[Response], Response | None], mode_changed: list
 
 
 def error_body_not_json() -> Mode:
-    mode = Mode("error bodies are plain text", ERRORS, [], [f"{ENVELOPE_CHECK}[{c}]" for c in ENVELOPE_CASES],
-                [r"breaks the envelope", r"not JSON"])
+    mode = Mode("error bodies are plain text", [], [f"{ENVELOPE_CHECK}[{c}]" for c in ENVELOPE_CASES],
+                [r"breaks the envelope", r"not JSON"], module=ERRORS)
     text = b"something went wrong"
     mode.rules = [Rule(r"^/v2/", transform=_edit_errors(
         lambda r: replace(r, body=text, headers=_with(r.headers, **{"Content-Type": "text/plain", "Content-Length": str(len(text))})),
@@ -245,8 +236,8 @@ def error_body_not_json() -> Mode:
 
 
 def error_content_type_wrong() -> Mode:
-    mode = Mode("error answers with Content-Type text/html", ERRORS, [], [f"{ENVELOPE_CHECK}[{c}]" for c in ENVELOPE_CASES],
-                [r"breaks the envelope", r"Content-Type 'text/html' instead of application/json"])
+    mode = Mode("error answers with Content-Type text/html", [], [f"{ENVELOPE_CHECK}[{c}]" for c in ENVELOPE_CASES],
+                [r"breaks the envelope", r"Content-Type 'text/html' instead of application/json"], module=ERRORS)
     mode.rules = [Rule(r"^/v2/", transform=_edit_errors(
         lambda r: replace(r, headers=_with(r.headers, **{"Content-Type": "text/html"})), mode.changed))]
     return mode
@@ -254,9 +245,9 @@ def error_content_type_wrong() -> Mode:
 
 def error_code_outside_the_list() -> Mode:
     """MANIFEST_UNKNOWN is answered as MANIFEST_MISSING, a code no spec lists."""
-    mode = Mode("error code outside the spec's list", ERRORS, [],
+    mode = Mode("error code outside the spec's list", [],
                 [f"{ENVELOPE_CHECK}[manifest-unknown]", f"{ENVELOPE_CHECK}[manifest-delete-unknown]"],
-                [r"MANIFEST_MISSING is not in the spec's list"])
+                [r"MANIFEST_MISSING is not in the spec's list"], module=ERRORS)
 
     def rename(resp: Response) -> Response | None:
         if b"MANIFEST_UNKNOWN" not in resp.body:
@@ -310,10 +301,6 @@ class Baselines(dict):  # type: ignore[type-arg]
 @pytest.fixture(scope="module")
 def baselines(upstream, tmp_path_factory) -> Baselines:
     return Baselines(upstream.url, tmp_path_factory)
-
-
-def assert_mode(run: SuiteRun, mode: Mode, baseline: SuiteRun, proxy: FaultProxy) -> None:
-    assert_exactly_red(run, baseline, proxy, name=mode.name, red=mode.red, reasons=mode.reason, is_red=mode.is_red)
 
 
 @pytest.mark.parametrize("module", [PUSH, NEGATIVE, ERRORS])

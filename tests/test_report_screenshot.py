@@ -13,7 +13,6 @@ import zlib
 from pathlib import Path
 
 import pytest
-
 from reportruns import SUBSET, output, regconform, write_strict_profile
 
 WINDOW = (1400, 1000)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-
-from regconform.report import Normaliser
 from reportruns import REPO, SUBSET, output, regconform, write_strict_profile
+
+from regconform.reports.writers import Normaliser
 
 SCHEMA = json.loads((REPO / "schemas" / "behaviour.schema.json").read_text())
 OUTPUTS = ("behaviour.json", "exchanges.json", "junit.xml", "report.html", "summary.md",

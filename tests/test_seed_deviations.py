@@ -16,13 +16,15 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-
 from faultproxy import Request, Response, Rule
-from regconform.images import FORMATS, fixture_set
-from regconform.media import ALL_MANIFEST_TYPES
+
+from regconform.content.images import FORMATS, fixture_set
+from regconform.registry.digests import sha256_digest
+from regconform.registry.media import ALL_MANIFEST_TYPES
 
 pytestmark = pytest.mark.selftest_slow
 
@@ -272,9 +274,15 @@ def deleted_blobs_served() -> Mode:
     Only for blobs a pushed manifest referenced (a push first asks HEAD whether the blob exists:
     answering 200 then would skip the upload, which is a different fault).
     """
-    known = {b.digest: b.data for fmt in FORMATS for img in fixture_set(fmt).images for b in img.blobs}
+    known: dict[str, bytes] = {}  # blob digest -> the bytes uploaded (each GC check pushes a variant of its own)
     committed: set[tuple[str, str]] = set()  # (repository, blob digest) a pushed manifest references
     served: list[str] = []
+
+    def note_blob(req: Request) -> Request:
+        digest = parse_qs(urlsplit(req.path).query).get("digest", [""])[0]
+        if digest == sha256_digest(req.body):
+            known[digest] = req.body
+        return req
 
     def note_references(req: Request) -> Request:
         repo = req.path.split("/manifests/", 1)[0]
@@ -293,6 +301,7 @@ def deleted_blobs_served() -> Mode:
         return Response(200, headers, data, resp.request)
 
     rules = [Rule(r"/manifests/", method="PUT", rewrite=note_references),
+             Rule(r"/blobs/uploads/.*[?&]digest=", method="PUT", rewrite=note_blob),
              Rule(r"^/v2/.+/blobs/sha256:[0-9a-f]{64}$", transform=keep_serving)]
     return Mode("deleted blobs still served after GC", rules, red=GC_CHECKS,
                 reason=[r"(HEAD|GET) (config )?blob", r"expected 404 BLOB_UNKNOWN", r"got 200"],
@@ -304,25 +313,28 @@ def index_images_kept() -> Mode:
 
     Only in repositories an index was pushed to: elsewhere an untagged image must still go.
     """
-    children = {img.digest: img for fmt in FORMATS for img in fixture_set(fmt).index.images}
-    index_repos: set[str] = set()
+    manifests: dict[str, tuple[str, bytes]] = {}  # digest -> (media type, bytes) of every manifest pushed
+    children: dict[str, set[str]] = {}  # repository -> digests the indexes pushed there list
     served: list[str] = []
 
     def note_index(req: Request) -> Request:
-        if b'"manifests"' in req.body:
-            index_repos.add(req.path.split("/manifests/", 1)[0])
+        repo = req.path.split("/manifests/", 1)[0]
+        manifests[sha256_digest(req.body)] = (req.headers.get("content-type", ""), req.body)
+        listed = json.loads(req.body).get("manifests") if req.body.startswith(b"{") else None
+        if isinstance(listed, list):
+            children.setdefault(repo, set()).update(str(m.get("digest")) for m in listed)
         return req
 
     def keep_children(resp: Response) -> Response:
         assert resp.request is not None
         repo, _, digest = resp.request.path.partition("/manifests/")
-        if resp.status != 404 or repo not in index_repos or digest not in children:
+        if resp.status != 404 or digest not in children.get(repo, ()) or digest not in manifests:
             return resp
         served.append(digest)
-        img = children[digest]
-        headers = {"Content-Type": img.media_type, "Content-Length": str(len(img.manifest)),
+        media_type, body = manifests[digest]
+        headers = {"Content-Type": media_type, "Content-Length": str(len(body)),
                    "Docker-Content-Digest": digest, "Docker-Distribution-Api-Version": "registry/2.0"}
-        return Response(200, headers, img.manifest, resp.request)
+        return Response(200, headers, body, resp.request)
 
     rules = [Rule(r"/manifests/", method="PUT", rewrite=note_index),
              Rule(MANIFEST_BY_DIGEST, method="GET", transform=keep_children),

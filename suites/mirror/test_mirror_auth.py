@@ -3,8 +3,8 @@
 import pytest
 
 from regconform.checks import expect_answer, expect_true
-from regconform.images import fixture_set, push_image
-from regconform.mirror import same_as_upstream
+from regconform.content.images import fixture_set, push_image
+from regconform.targets.mirrors import same_as_upstream
 
 pytestmark = pytest.mark.workflow("mirror")
 

@@ -2,15 +2,15 @@
 
 import json
 import re
-import time
 from datetime import datetime, timezone
 
 import pytest
 
 from regconform.checks import expect_answer, expect_equal, expect_true, observe
-from regconform.client import sha256_digest
-from regconform.images import push_image
-from regconform.mirror import wait_for
+from regconform.content.images import push_image
+from regconform.registry.digests import sha256_digest
+from regconform.targets.mirrors import wait_for
+from regconform.targets.mirrors.compare import wait_until_held
 
 pytestmark = pytest.mark.workflow("mirror")
 
@@ -28,14 +28,9 @@ def pull_through(mirror, mirrored):
 
 
 def settle(mirror_pair, mirrored, exp):
-    """Give the mirror the time its profile says it takes to store what it served (2.8 stores a blob in
-    the background, fetching it from the upstream a second time). Where the mirror's storage can be
-    seen (embedded pair), wait until every blob is linked instead (at most five times as long)."""
+    """Wait until the mirror holds every blob of the fixture set (as long as the profile says it takes)."""
     blobs = {blob.digest for image in mirrored.images.images for blob in image.blobs}
-    if mirror_pair.holds_blob(mirrored.repo, next(iter(blobs))) is None:
-        time.sleep(exp["settle_seconds"])
-    else:
-        wait_for(lambda: all(mirror_pair.holds_blob(mirrored.repo, d) for d in blobs), timeout=exp["settle_seconds"] * 5)
+    wait_until_held(mirror_pair, mirrored.repo, blobs, exp["settle_seconds"])
 
 
 @pytest.mark.spec("Docker Registry pull-through cache: cached content while the upstream is unreachable")

@@ -1,0 +1,1 @@
+"""Talking to a registry: the one API client, auth, recorded exchanges, digests, media types, API paths."""

@@ -1,0 +1,1 @@
+"""Stateful conformance: random operation sequences checked against a reference model of registry state."""
