@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from regconform.checks import expect_answer, expect_true, observe, unsupported
-from regconform.registry.client import retry_after_seconds
+from regconform.registry.session import retry_after_seconds
 
 pytestmark = pytest.mark.workflow("errors")
 

@@ -25,7 +25,8 @@ from suiterun import SuiteRun
 
 from regconform.content.images import pseudo_random_bytes
 from regconform.profiles import load_profile
-from regconform.registry.client import RegistryClient, retry_after_seconds
+from regconform.registry.client import RegistryClient
+from regconform.registry.session import retry_after_seconds
 from regconform.registry.digests import sha256_digest
 
 SELECTION = "test_push_chunks or test_push_tag_parameters or test_tags_order or test_rate_limit"

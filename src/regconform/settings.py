@@ -16,7 +16,7 @@ import pytest
 
 from regconform.errors import SetupError
 from regconform.profiles import Profile, ProfileError, load_profile
-from regconform.registry.client import tls_verify
+from regconform.registry.session import tls_verify
 from regconform.registry.limits import Limits
 
 

@@ -43,7 +43,8 @@ from regconform.content.images import (
     push_image,
 )
 from regconform.load import figures as load
-from regconform.registry.client import RegistryClient, tls_verify
+from regconform.registry.client import RegistryClient
+from regconform.registry.session import tls_verify
 from regconform.registry.errors import ClientError, DigestMismatch
 from regconform.registry.exchange import Exchange
 

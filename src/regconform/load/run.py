@@ -113,7 +113,7 @@ def run(opts: LoadOptions, out: Any = sys.stdout) -> dict[str, Any]:
     namespace = (opts.namespace or f"regconform-{run_id}/load").strip("/")
     target = None
     if opts.registry_url:
-        from regconform.registry.client import tls_verify
+        from regconform.registry.session import tls_verify
         from regconform.targets.preflight import check_registry
 
         url = opts.registry_url.rstrip("/")

@@ -14,7 +14,7 @@ import ssl
 import httpx
 
 from regconform.errors import SetupError
-from regconform.registry.client import tls_verify
+from regconform.registry.session import tls_verify
 
 
 def check_external(url: str, *, username: str | None = None, password: str | None = None,

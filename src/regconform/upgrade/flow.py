@@ -52,7 +52,7 @@ class Access:
 
     def client(self, url: str, namespace: str) -> RegistryClient:
         from regconform.registry.auth import RegistryAuth
-        from regconform.registry.client import tls_verify
+        from regconform.registry.session import tls_verify
         from regconform.registry.limits import Limits
 
         bounds = Limits(self.timeout)
