@@ -12,7 +12,7 @@ from __future__ import annotations
 import ssl
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -110,7 +110,7 @@ class RegistrySession:
     def close(self) -> None:
         self.http.close()
 
-    def __enter__(self) -> RegistrySession:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
